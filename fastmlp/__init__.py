@@ -1,0 +1,23 @@
+"""fastmlp: fast, trustworthy CPU training of multi-layer perceptrons (Numba kernels).
+
+    import fastmlp as fm
+    model = fm.Sequential([fm.Dense(50), fm.BatchNorm(), fm.ReLU(), fm.Dense(10), fm.Softmax()])
+    history = model.fit(X, y, epochs=10, batch_size=100, optimizer=fm.SGD(lr=0.01), l2=0.005)
+"""
+from ._threads import get_num_threads, set_num_threads
+from .history import History
+from .layers import (Activation, BatchNorm, BatchNormalization, Dense, Layer, LeakyReLU, Linear,
+                     ReLU, Sigmoid, Softmax, Tanh)
+from .model import DivergenceError, Sequential
+from .optimizers import SGD, Adam, Optimizer
+from .schedules import Constant, CyclicLR
+
+Model = Sequential
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Activation", "Adam", "BatchNorm", "BatchNormalization", "Constant", "CyclicLR", "Dense",
+    "DivergenceError", "History", "Layer", "LeakyReLU", "Linear", "Model", "Optimizer", "ReLU",
+    "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "get_num_threads", "set_num_threads",
+]

@@ -1,0 +1,27 @@
+"""Compilation flags shared by every kernel (the one place they are set).
+
+`JIT` is passed to every ``numba.njit``; `JIT_PARALLEL` adds ``parallel=True``.
+fastmath is a *set* of LLVM flags that never includes ``nnan``/``ninf``: the
+training loop must still see NaN and inf to stop a diverging run.
+
+Environment variables read at import:
+- ``FASTMLP_NO_CACHE=1`` disables Numba's on-disk cache (``cache=True`` otherwise).
+  The cache lives where ``NUMBA_CACHE_DIR`` points, else in ``__pycache__``
+  beside the package sources (or Numba's user-wide fallback when that is not
+  writable). Delete that folder to clear it.
+"""
+import os
+
+CACHE = os.environ.get("FASTMLP_NO_CACHE", "0") in ("", "0", "false", "False")
+
+# reassoc/contract let LLVM vectorise reductions and fuse multiply-adds; arcp and
+# nsz are harmless here. No nnan/ninf (divergence detection), no afn (float64
+# gradient checks need accurate exp/log).
+FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
+
+JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
+JIT_PARALLEL = dict(JIT, parallel=True)
+
+# BatchNorm defaults (Keras-style momentum for the running averages).
+BN_EPS = 1e-5
+BN_MOMENTUM = 0.9

@@ -1,0 +1,87 @@
+"""Input checks run before any work starts; each error names the problem."""
+import numbers
+
+import numpy as np
+from numba import njit
+
+from ._config import JIT
+
+
+@njit(**JIT)
+def _count_nonfinite(X):
+    """(number of NaN/inf entries of a 2-D float array, first row holding one or -1)."""
+    count = 0
+    first = -1
+    for i in range(X.shape[0]):
+        for j in range(X.shape[1]):
+            if not np.isfinite(X[i, j]):
+                count += 1
+                if first < 0:
+                    first = i
+    return count, first
+
+
+def check_int(value, name, minimum):
+    """value as int; ValueError unless it is an integer >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_features(X, dtype, n_features=None, name="X"):
+    """X as a C-contiguous (n_samples, n_features) array of `dtype`, checked.
+
+    Raises ValueError for a non-numeric X, a shape other than 2-D, a feature
+    count different from the model's, NaN or inf entries (with how many and
+    the first row), or no rows.
+    """
+    X = np.asarray(X)
+    if X.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), got shape {X.shape}; "
+                         "flatten images first, e.g. X.reshape(len(X), -1)")
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has no rows")
+    if n_features is not None and X.shape[1] != n_features:
+        raise ValueError(f"{name} has {X.shape[1]} features but the model was built for {n_features}")
+    X = np.ascontiguousarray(X, dtype=dtype)
+    count, first = _count_nonfinite(X)
+    if count:
+        raise ValueError(f"{name} contains {count} NaN or inf value(s); the first is in row {first}")
+    return X
+
+
+def check_labels(y, n_samples, n_classes, name="y"):
+    """Integer class labels (n_samples,) int64 from integer labels or one-hot rows.
+
+    Raises ValueError for a length different from X's, non-integer labels,
+    labels outside [0, n_classes) (naming the first offending one), or
+    one-hot rows that are not exactly one 1 and zeros.
+    """
+    y = np.asarray(y)
+    if y.ndim == 0 or y.shape[0] != n_samples:
+        raise ValueError(f"{name} has {0 if y.ndim == 0 else y.shape[0]} labels but X has "
+                         f"{n_samples} rows")
+    if y.ndim == 2:
+        if y.shape[1] != n_classes:
+            raise ValueError(f"one-hot {name} has {y.shape[1]} columns but the model outputs "
+                             f"{n_classes} classes")
+        ok = np.all((y == 0) | (y == 1), axis=1) & (y.sum(axis=1) == 1)
+        if not ok.all():
+            raise ValueError(f"{name} is 2-D but row {int(np.argmin(ok))} is not one-hot")
+        return np.ascontiguousarray(y.argmax(axis=1), dtype=np.int64)
+    if y.ndim != 1:
+        raise ValueError(f"{name} must be 1-D integer labels or 2-D one-hot, got shape {y.shape}")
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must hold integer class labels, got dtype {y.dtype}")
+    if y.dtype.kind == "f":
+        if not np.all(np.isfinite(y)) or np.any(y != np.round(y)):
+            raise ValueError(f"{name} must hold integer class labels; found non-integer values")
+    labels = y.astype(np.int64)
+    bad = (labels < 0) | (labels >= n_classes)
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"{name} has labels outside [0, {n_classes}): {name}[{i}] = {labels[i]} "
+                         f"({int(bad.sum())} such labels)")
+    return np.ascontiguousarray(labels)

@@ -1,0 +1,44 @@
+"""Fully connected layer on a chunk of rows: GEMM (BLAS via np.dot) + fused epilogue."""
+import numpy as np
+from numba import njit
+
+from .._config import JIT
+from .activations import act_backward, bias_act_forward
+
+
+@njit(**JIT)
+def dense_forward(X, W, b, Z, act, alpha):
+    """Z = act(X @ W + b).
+
+    X (rows, n_in), W (n_in, n_out), b (n_out,); writes Z (rows, n_out).
+    Bias and activation are applied in one pass over Z right after the GEMM,
+    while Z is still in cache.
+    """
+    np.dot(X, W, Z)
+    bias_act_forward(Z, b, act, alpha)
+
+
+@njit(**JIT)
+def column_sums(G, out):
+    """out[j] = sum_i G[i, j]. G (rows, d), out (d,) overwritten."""
+    out[:] = 0
+    for i in range(G.shape[0]):
+        row = G[i]
+        for j in range(G.shape[1]):
+            out[j] += row[j]
+
+
+@njit(**JIT)
+def dense_backward(X, W, A, dA, dW, db, dX, act, alpha, need_dx):
+    """Backward of Z = X @ W + b, A = act(Z), for one chunk of rows.
+
+    Inputs X (rows, n_in), W (n_in, n_out), A (rows, n_out).
+    Mutates dA (rows, n_out) in place into dZ = dA * act'(Z); writes the
+    chunk's partial gradients dW = X^T dZ (n_in, n_out), db = sum_rows dZ
+    (n_out,) and, when need_dx, dX = dZ W^T (rows, n_in).
+    """
+    act_backward(dA, A, act, alpha)
+    np.dot(X.T, dA, dW)
+    column_sums(dA, db)
+    if need_dx:
+        np.dot(dA, W.T, dX)

@@ -1,0 +1,304 @@
+"""The compiled training step and evaluation pass over a plan (op table).
+
+A plan is an int64 table `ops` (n_ops, N_FIELDS) plus a float64 table `opf`
+(n_ops, 3) built once in Python (see fastmlp/plan.py). Activations live in one
+flat workspace `ws`; buffer k of width d starts at ops[..][F_IN/F_OUT] and holds
+(B, d) rows for the current batch size B. `gws` has the same layout and holds
+gradients. Rows are split into `n_chunks` contiguous chunks, one per thread:
+every op runs chunk-parallel, single-threaded BLAS inside each chunk, and the
+only cross-chunk steps are the BatchNorm statistics, the loss sum and the
+optimizer update (which folds the per-chunk partial gradients grads[c]).
+"""
+import numpy as np
+from numba import njit, prange
+
+from .._config import JIT, JIT_PARALLEL
+from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
+                        bn_normalize, bn_partial_stats, bn_running_stats)
+from .dense import dense_backward, dense_forward
+from .activations import act_backward, act_forward
+from .losses import softmax_xent
+from .optim import optimizer_step
+from .schedule import schedule_lr
+
+# op kinds
+OP_DENSE = 1
+OP_BN = 2
+OP_ACT = 3
+OP_SOFTMAX_XENT = 4
+
+# int fields of an op row
+F_KIND = 0
+F_NIN = 1      # input width
+F_NOUT = 2     # output width
+F_ACT = 3      # fused activation code
+F_IN = 4       # workspace base of the input buffer
+F_OUT = 5      # workspace base of the output buffer
+F_P0 = 6       # param offset: W (dense) / gamma (bn)
+F_P1 = 7       # param offset: b (dense) / beta (bn)
+F_AUX = 8      # workspace base of x_hat (bn)
+F_STATE = 9    # bn: offset of running mean in bn_run (running var follows)
+F_STAT = 10    # bn: offset of batch mean in bn_stats (inv_std follows); of sums in bn_parts
+F_NEED_DX = 11 # 1 if the gradient wrt the input is needed
+N_FIELDS = 12
+# float fields
+G_ALPHA = 0
+G_EPS = 1
+G_MOMENTUM = 2
+
+
+@njit(**JIT)
+def chunk_rows(n_rows, n_chunks, c):
+    """Bounds [r0, r1) of chunk c when n_rows are split into n_chunks near-equal parts."""
+    return c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks
+
+
+@njit(**JIT)
+def rows(buf, base, width, r0, r1):
+    """Rows r0:r1 of the (B, width) matrix stored at buf[base:], as a C-contiguous view."""
+    return buf[base + r0 * width: base + r1 * width].reshape((r1 - r0, width))
+
+
+@njit(**JIT)
+def mat(flat, offset, n_rows, n_cols):
+    """(n_rows, n_cols) C-contiguous view of flat[offset:]."""
+    return flat[offset: offset + n_rows * n_cols].reshape((n_rows, n_cols))
+
+
+@njit(**JIT_PARALLEL)
+def gather_rows(X, order, pos, n_rows, n_chunks, ws, base):
+    """Copy X[order[pos + i]] for i < n_rows into the (n_rows, n_features) buffer at ws[base:]."""
+    d = X.shape[1]
+    for c in prange(n_chunks):
+        r0, r1 = chunk_rows(n_rows, n_chunks, c)
+        for i in range(r0, r1):
+            src = X[order[pos + i]]
+            dst = ws[base + i * d: base + (i + 1) * d]
+            for j in range(d):
+                dst[j] = src[j]
+
+
+@njit(**JIT)
+def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1):
+    """Forward of op k (dense, activation, or the normalise pass of bn) on rows r0:r1."""
+    kind = ops[k, F_KIND]
+    n_in, n_out, act = ops[k, F_NIN], ops[k, F_NOUT], ops[k, F_ACT]
+    alpha = opf[k, G_ALPHA]
+    X = rows(ws, ops[k, F_IN], n_in, r0, r1)
+    A = rows(ws, ops[k, F_OUT], n_out, r0, r1)
+    p0, p1 = ops[k, F_P0], ops[k, F_P1]
+    if kind == OP_DENSE:
+        dense_forward(X, mat(params, p0, n_in, n_out), params[p1: p1 + n_out], A, act, alpha)
+    elif kind == OP_BN:
+        s = ops[k, F_STAT]
+        bn_normalize(X, bn_stats[s: s + n_out], bn_stats[s + n_out: s + 2 * n_out],
+                     params[p0: p0 + n_out], params[p1: p1 + n_out],
+                     rows(ws, ops[k, F_AUX], n_out, r0, r1), A, act, alpha)
+    elif kind == OP_ACT:
+        act_forward(X, A, act, alpha)
+
+
+@njit(**JIT_PARALLEL)
+def bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks, training, update_running):
+    """Fill bn_stats (mean, inv_std) of bn op k: batch statistics when training, else running ones."""
+    d = ops[k, F_NIN]
+    s, r = ops[k, F_STAT], ops[k, F_STATE]
+    mean = bn_stats[s: s + d]
+    inv_std = bn_stats[s + d: s + 2 * d]
+    eps = opf[k, G_EPS]
+    if not training:
+        bn_running_stats(bn_run[r: r + d], bn_run[r + d: r + 2 * d], eps, mean, inv_std)
+        return
+    base = ops[k, F_IN]
+    shift = ws[base: base + d]  # the first sample of the batch
+    for c in prange(n_chunks):
+        r0, r1 = chunk_rows(n_rows, n_chunks, c)
+        bn_partial_stats(rows(ws, base, d, r0, r1), shift,
+                         bn_parts[c, s: s + d], bn_parts[c, s + d: s + 2 * d])
+    bn_finalize_stats(bn_parts[:, s: s + d], bn_parts[:, s + d: s + 2 * d], n_chunks, shift,
+                      n_rows, eps, opf[k, G_MOMENTUM], mean, inv_std,
+                      bn_run[r: r + d], bn_run[r + d: r + 2 * d], update_running)
+
+
+@njit(**JIT_PARALLEL)
+def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n_rows, n_chunks,
+                 training, update_running):
+    """Run every op but the loss head on the n_rows rows already in the input buffer."""
+    for k in range(ops.shape[0] - 1):
+        if ops[k, F_KIND] == OP_BN:
+            bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
+                           training, update_running)
+        for c in prange(n_chunks):
+            r0, r1 = chunk_rows(n_rows, n_chunks, c)
+            forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1)
+
+
+@njit(**JIT_PARALLEL)
+def loss_pass(ops, ws, gws, yb, n_rows, n_chunks, loss_parts, write_grad):
+    """Softmax cross-entropy of the head over n_rows rows; returns (loss sum, n correct).
+
+    write_grad: dLogits = (p - y) / n_rows into gws; else probabilities into gws.
+    """
+    k = ops.shape[0] - 1
+    base, width = ops[k, F_IN], ops[k, F_NIN]
+    inv_n = 1.0 / n_rows
+    for c in prange(n_chunks):
+        r0, r1 = chunk_rows(n_rows, n_chunks, c)
+        loss, correct = softmax_xent(rows(ws, base, width, r0, r1), yb[r0:r1],
+                                     rows(gws, base, width, r0, r1), inv_n, write_grad)
+        loss_parts[c, 0] = loss
+        loss_parts[c, 1] = correct
+    total = 0.0
+    correct = 0.0
+    for c in range(n_chunks):
+        total += loss_parts[c, 0]
+        correct += loss_parts[c, 1]
+    return total, correct
+
+
+@njit(**JIT)
+def backward_chunk(ops, opf, k, params, grads_c, ws, gws, r0, r1):
+    """Backward of op k on rows r0:r1; parameter gradients go to this chunk's grads_c."""
+    kind = ops[k, F_KIND]
+    n_in, n_out, act = ops[k, F_NIN], ops[k, F_NOUT], ops[k, F_ACT]
+    alpha = opf[k, G_ALPHA]
+    p0, p1 = ops[k, F_P0], ops[k, F_P1]
+    A = rows(ws, ops[k, F_OUT], n_out, r0, r1)
+    dA = rows(gws, ops[k, F_OUT], n_out, r0, r1)
+    if kind == OP_DENSE:
+        dense_backward(rows(ws, ops[k, F_IN], n_in, r0, r1), mat(params, p0, n_in, n_out), A, dA,
+                       mat(grads_c, p0, n_in, n_out), grads_c[p1: p1 + n_out],
+                       rows(gws, ops[k, F_IN], n_in, r0, r1), act, alpha, ops[k, F_NEED_DX] != 0)
+    elif kind == OP_BN:
+        bn_backward_sums(dA, A, rows(ws, ops[k, F_AUX], n_out, r0, r1), act, alpha,
+                         grads_c[p0: p0 + n_out], grads_c[p1: p1 + n_out])
+    elif kind == OP_ACT:
+        act_backward(dA, A, act, alpha)
+        if ops[k, F_NEED_DX] != 0:
+            dX = rows(gws, ops[k, F_IN], n_in, r0, r1)
+            dX[:, :] = dA
+
+
+@njit(**JIT_PARALLEL)
+def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
+    """Second bn backward pass: totals of dgamma/dbeta over chunks, then dX per chunk."""
+    d = ops[k, F_NIN]
+    p0, p1, s = ops[k, F_P0], ops[k, F_P1], ops[k, F_STAT]
+    dgamma = bn_stats[s + 2 * d: s + 3 * d]
+    dbeta = bn_stats[s + 3 * d: s + 4 * d]
+    dgamma[:] = grads[0, p0: p0 + d]
+    dbeta[:] = grads[0, p1: p1 + d]
+    for c in range(1, n_chunks):
+        dgamma += grads[c, p0: p0 + d]
+        dbeta += grads[c, p1: p1 + d]
+    inv_std = bn_stats[s + d: s + 2 * d]
+    gamma = params[p0: p0 + d]
+    for c in prange(n_chunks):
+        r0, r1 = chunk_rows(n_rows, n_chunks, c)
+        bn_backward_dx(rows(gws, ops[k, F_OUT], d, r0, r1), rows(ws, ops[k, F_AUX], d, r0, r1),
+                       gamma, inv_std, dgamma, dbeta, n_rows, rows(gws, ops[k, F_IN], d, r0, r1))
+
+
+@njit(**JIT_PARALLEL)
+def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
+    """Backpropagate from the head's gradient in gws; partial grads into grads[c] per chunk."""
+    for k in range(ops.shape[0] - 2, -1, -1):
+        for c in prange(n_chunks):
+            r0, r1 = chunk_rows(n_rows, n_chunks, c)
+            backward_chunk(ops, opf, k, params, grads[c], ws, gws, r0, r1)
+        if ops[k, F_KIND] == OP_BN and ops[k, F_NEED_DX] != 0:
+            bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
+
+
+@njit(**JIT)
+def gather_labels(y, order, pos, n_rows, yb):
+    """yb[i] = y[order[pos + i]] for i < n_rows."""
+    for i in range(n_rows):
+        yb[i] = y[order[pos + i]]
+
+
+@njit(**JIT)
+def train_steps(ops, opf, X, y, order, first, n_steps, batch_size, step0,
+                params, grads, opt_state, bn_run, bn_stats, bn_parts, ws, gws, yb, loss_parts,
+                blocks, seg_l2, opt_kind, opt_hyper, sched_kind, sched_hyper, max_chunks,
+                step_loss, step_acc, step_lr):
+    """Run n_steps minibatch updates over the rows order[first:] in batches of batch_size.
+
+    X (n, n_features), y (n,) int labels; order (n,) a permutation. Mutates params,
+    opt_state, bn_run and the workspaces; writes step_loss / step_acc / step_lr[s]
+    for each step s run. step0 is the global update count before the first step
+    (schedules and Adam's bias correction use it). Returns the number of steps
+    completed: less than n_steps when a loss was NaN or inf (that step's update
+    is not applied, so params keep their last finite values).
+    """
+    n = order.shape[0]
+    in_base = ops[0, F_IN]
+    for s in range(n_steps):
+        pos = first + s * batch_size
+        B = min(batch_size, n - pos)
+        if B <= 0:
+            return s
+        nc = min(max_chunks, B)
+        gather_rows(X, order, pos, B, nc, ws, in_base)
+        gather_labels(y, order, pos, B, yb)
+        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, True, True)
+        loss, correct = loss_pass(ops, ws, gws, yb, B, nc, loss_parts, True)
+        if not np.isfinite(loss):
+            return s
+        step_loss[s] = loss / B
+        step_acc[s] = correct / B
+        backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc)
+        lr = schedule_lr(sched_kind, sched_hyper, step0 + s)
+        step_lr[s] = lr
+        optimizer_step(opt_kind, opt_hyper, lr, step0 + s + 1, params, grads, opt_state,
+                       blocks, seg_l2, nc)
+    return n_steps
+
+
+@njit(**JIT)
+def evaluate_rows(ops, opf, X, y, params, bn_run, bn_stats, bn_parts, ws, gws, yb, loss_parts,
+                  batch_size, max_chunks, probs, write_probs, training):
+    """Forward pass over all rows of X in batches; returns (loss sum, n correct).
+
+    training=False (evaluation mode): BN uses running statistics. training=True:
+    BN uses each batch's statistics (running statistics are not updated). When write_probs, probs (n, n_classes) receives
+    the softmax outputs. y (n,) int labels (any valid labels when only predicting).
+    """
+    n = X.shape[0]
+    order = np.arange(n)
+    in_base = ops[0, F_IN]
+    k = ops.shape[0] - 1
+    base, width = ops[k, F_IN], ops[k, F_NIN]
+    total = 0.0
+    correct = 0.0
+    for pos in range(0, n, batch_size):
+        B = min(batch_size, n - pos)
+        nc = min(max_chunks, B)
+        gather_rows(X, order, pos, B, nc, ws, in_base)
+        gather_labels(y, order, pos, B, yb)
+        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, False)
+        l, c = loss_pass(ops, ws, gws, yb, B, nc, loss_parts, False)
+        total += l
+        correct += c
+        if write_probs:
+            probs[pos: pos + B] = rows(gws, base, width, 0, B)
+    return total, correct
+
+
+@njit(**JIT)
+def loss_and_gradients(ops, opf, X, y, params, grads, bn_run, bn_stats, bn_parts, ws, gws, yb,
+                       loss_parts, max_chunks):
+    """One training-mode forward + backward on all rows of X as a single batch.
+
+    No parameter or running-statistic update. Leaves per-chunk partial gradients
+    in grads[c] and returns (loss sum, n correct, number of chunks used).
+    """
+    n = X.shape[0]
+    order = np.arange(n)
+    nc = min(max_chunks, n)
+    gather_rows(X, order, 0, n, nc, ws, ops[0, F_IN])
+    gather_labels(y, order, 0, n, yb)
+    forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n, nc, True, False)
+    loss, correct = loss_pass(ops, ws, gws, yb, n, nc, loss_parts, True)
+    backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n, nc)
+    return loss, correct, nc

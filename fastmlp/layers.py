@@ -1,0 +1,149 @@
+"""Layer specifications. They hold hyperparameters only; the model compiles them
+into a plan (fastmlp/plan.py) and owns all arrays."""
+from .initializers import get_initializer
+from .kernels import activations as _act
+from ._config import BN_EPS, BN_MOMENTUM
+
+
+class Layer:
+    """Base class: a layer maps (n, n_in) -> (n, output_dim(n_in))."""
+    name = "layer"
+
+    def output_dim(self, n_in):
+        return n_in
+
+    def param_shapes(self, n_in):
+        """[(name, shape)] of trainable arrays, in get_weights order."""
+        return []
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
+
+    def config(self):
+        return {}
+
+
+class Dense(Layer):
+    """Fully connected layer Z = X @ W + b, W of shape (n_in, units).
+
+    init: "he_normal" (default), "he_uniform", "glorot_normal", "glorot_uniform",
+    or "normal" with `sigma` (standard deviation). `activation` fuses an
+    activation ("relu", ...) like a following activation layer would.
+    """
+    name = "dense"
+
+    def __init__(self, units, activation=None, init="he_normal", sigma=None):
+        if int(units) != units or units < 1:
+            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
+        get_initializer(init)
+        if init == "normal" and (sigma is None or not sigma > 0):
+            raise ValueError(f"Dense(init='normal') needs sigma > 0, got sigma={sigma!r}")
+        self.units = int(units)
+        self.activation = activation
+        if activation is not None:
+            activation_from_name(activation)
+        self.init = init
+        self.sigma = sigma
+
+    def output_dim(self, n_in):
+        return self.units
+
+    def param_shapes(self, n_in):
+        return [("W", (n_in, self.units)), ("b", (self.units,))]
+
+    def config(self):
+        cfg = {"units": self.units}
+        if self.activation is not None:
+            cfg["activation"] = self.activation
+        if self.init != "he_normal":
+            cfg["init"] = self.init
+        if self.sigma is not None:
+            cfg["sigma"] = self.sigma
+        return cfg
+
+
+class BatchNorm(Layer):
+    """Batch normalisation over features (Ioffe & Szegedy 2015).
+
+    Training: batch mean and biased variance; evaluation: running averages
+    updated as run = momentum * run + (1 - momentum) * batch. Trainable
+    gamma (init 1) and beta (init 0).
+    """
+    name = "batchnorm"
+
+    def __init__(self, momentum=BN_MOMENTUM, eps=BN_EPS):
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"BatchNorm momentum must be in [0, 1), got {momentum!r}")
+        if not eps > 0:
+            raise ValueError(f"BatchNorm eps must be > 0, got {eps!r}")
+        self.momentum = float(momentum)
+        self.eps = float(eps)
+
+    def param_shapes(self, n_in):
+        return [("gamma", (n_in,)), ("beta", (n_in,))]
+
+    def config(self):
+        return {"momentum": self.momentum, "eps": self.eps}
+
+
+BatchNormalization = BatchNorm
+
+
+class Activation(Layer):
+    """Element-wise activation layer."""
+    code = _act.LINEAR
+    alpha = 0.0
+
+
+class ReLU(Activation):
+    name = "relu"
+    code = _act.RELU
+
+
+class Sigmoid(Activation):
+    name = "sigmoid"
+    code = _act.SIGMOID
+
+
+class Tanh(Activation):
+    name = "tanh"
+    code = _act.TANH
+
+
+class Linear(Activation):
+    name = "linear"
+    code = _act.LINEAR
+
+
+class LeakyReLU(Activation):
+    """max(x, alpha x) with a small slope alpha for negative inputs."""
+    name = "leaky_relu"
+    code = _act.LEAKY_RELU
+
+    def __init__(self, alpha=0.01):
+        if not alpha > 0:
+            raise ValueError(f"LeakyReLU alpha must be > 0, got {alpha!r}")
+        self.alpha = float(alpha)
+
+    def config(self):
+        return {"alpha": self.alpha}
+
+
+class Softmax(Layer):
+    """Softmax output; trained with cross-entropy (fused with its gradient)."""
+    name = "softmax"
+
+
+_ACTIVATIONS = {"relu": ReLU, "sigmoid": Sigmoid, "tanh": Tanh, "linear": Linear,
+                "leaky_relu": LeakyReLU}
+
+
+def activation_from_name(name):
+    """Activation layer instance for a name such as "relu"."""
+    if isinstance(name, Activation):
+        return name
+    try:
+        return _ACTIVATIONS[name]()
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}") from None

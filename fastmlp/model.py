@@ -1,0 +1,431 @@
+"""Sequential model: the thin Python layer that validates, allocates and calls the kernels."""
+import signal
+import threading
+import time
+
+import numpy as np
+
+from . import _validation as V
+from ._threads import compute_threads
+from .history import History
+from .initializers import get_initializer
+from .kernels import loop as L
+from .kernels.optim import reduce_gradients
+from .layers import Layer
+from .optimizers import SGD, Optimizer
+from .plan import compile_layers
+from .progress import Progress
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a NaN or infinite loss. `.history` holds what was recorded."""
+
+    def __init__(self, message, history=None):
+        super().__init__(message)
+        self.history = history
+
+
+class _Workspace:
+    """Activation/gradient buffers and scratch for a batch size and chunk count."""
+
+    def __init__(self, plan, batch_size, n_chunks, dtype):
+        self.batch_size, self.n_chunks = batch_size, n_chunks
+        self.ops = plan.ops_for_batch(batch_size)
+        size = plan.workspace_size(batch_size)
+        self.ws = np.zeros(size, dtype)
+        self.gws = np.zeros(size, dtype)
+        self.yb = np.zeros(batch_size, np.int64)
+        n_stats = max(plan.n_bn_stats, 1)
+        self.bn_stats = np.zeros(n_stats, dtype)
+        self.bn_parts = np.zeros((n_chunks, n_stats), np.float64)
+        self.loss_parts = np.zeros((n_chunks, 2), np.float64)
+
+
+class Sequential:
+    """A stack of layers trained by minibatch gradient descent in compiled code.
+
+    Parameters
+    ----------
+    layers : list of Layer, optional
+        e.g. [Dense(50), BatchNorm(), ReLU(), Dense(10), Softmax()].
+    dtype : np.float32 (training default) or np.float64 (gradient checks).
+    seed : int, optional
+        Seeds weight initialisation (and fit's shuffling when fit gets no seed).
+    """
+
+    def __init__(self, layers=None, dtype=np.float32, seed=None):
+        self.dtype = np.dtype(dtype)
+        if self.dtype not in (np.float32, np.float64):
+            raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
+        self.built = False
+        self.layers = []
+        for layer in layers or []:
+            self.add(layer)
+        self.seed = seed
+        self.optimizer = None
+        self.opt_state = None
+        self.opt_step = 0     # updates made by the current optimizer (schedule, bias correction)
+        self.step = 0         # all updates made to this model
+        self.epochs_done = 0
+        self.l2 = 0.0
+        self.history = None
+        self._workspaces = {}
+
+    # ---------------------------------------------------------------- building
+    def add(self, layer):
+        """Append a layer (before the model is built)."""
+        if self.built:
+            raise ValueError("cannot add layers to a built model")
+        if not isinstance(layer, Layer):
+            raise ValueError(f"{layer!r} is not a fastmlp layer")
+        self.layers.append(layer)
+        return self
+
+    def build(self, n_features, seed=None):
+        """Compile the plan for inputs of width n_features and initialise the weights.
+
+        W from each Dense's initialiser (He normal by default), b = 0, gamma = 1,
+        beta = 0; BN running mean 0 and variance 1. `seed` (else the model's seed,
+        else fresh entropy, recorded in `self.seed`) makes this reproducible.
+        """
+        n_features = V.check_int(n_features, "n_features", 1)
+        self.plan = compile_layers(self.layers, n_features)
+        self.n_features = n_features
+        if seed is None:
+            seed = self.seed
+        if seed is None:
+            seed = int(np.random.SeedSequence().entropy % (2 ** 63))
+        self.seed = seed
+        rng = np.random.default_rng(seed)
+        self.params = np.zeros(self.plan.n_params, self.dtype)
+        for e in self.plan.entries:
+            view = self._view(e)
+            if e.name == "W":
+                layer = self.layers[e.layer]
+                view[...] = get_initializer(layer.init)(rng, e.shape[0], e.shape[1], layer.sigma)
+            elif e.name == "gamma":
+                view[...] = 1
+        self.bn_run = np.zeros(max(self.plan.n_bn_run, 1), self.dtype)
+        for _, offset, width in self.plan.bn_layers:
+            self.bn_run[offset + width: offset + 2 * width] = 1
+        self.built = True
+        self._workspaces = {}
+        return self
+
+    def _view(self, entry, flat=None):
+        flat = self.params if flat is None else flat
+        return flat[entry.offset: entry.offset + entry.size].reshape(entry.shape)
+
+    def _require_built(self):
+        if not self.built:
+            raise ValueError("the model is not built yet: call fit(X, y) or build(n_features) first")
+
+    @property
+    def n_classes(self):
+        self._require_built()
+        return self.plan.n_classes
+
+    # ---------------------------------------------------------------- weights
+    def get_weights(self):
+        """Copies of [W1 (n_in, n_out), b1, gamma, beta, ..., W_L, b_L] in layer order."""
+        self._require_built()
+        return [self._view(e).copy() for e in self.plan.entries]
+
+    def set_weights(self, weights):
+        """Set all trainable arrays from a list in get_weights order (shapes must match)."""
+        self._require_built()
+        weights = list(weights)
+        entries = self.plan.entries
+        if len(weights) != len(entries):
+            raise ValueError(f"set_weights expects {len(entries)} arrays, got {len(weights)}")
+        arrays = []
+        for k, (w, e) in enumerate(zip(weights, entries)):
+            w = np.asarray(w)
+            if w.shape != e.shape:
+                raise ValueError(f"array {k} ({e.name} of layer {e.layer}) must have shape "
+                                 f"{e.shape}, got {w.shape}")
+            if not np.all(np.isfinite(w)):
+                raise ValueError(f"array {k} ({e.name} of layer {e.layer}) has NaN or inf")
+            arrays.append(w)
+        for w, e in zip(arrays, entries):
+            self._view(e)[...] = w
+
+    def count_params(self):
+        """Number of trainable parameters."""
+        self._require_built()
+        return self.plan.n_params
+
+    def penalty(self, l2=None):
+        """l2 * sum over weight matrices of ||W||^2 (float64), l2 defaulting to the last fit's."""
+        l2 = self.l2 if l2 is None else l2
+        if l2 == 0:
+            return 0.0
+        return l2 * sum(float(np.sum(self._view(e).astype(np.float64) ** 2))
+                        for e in self.plan.entries if e.name == "W")
+
+    # ---------------------------------------------------------------- workspaces
+    def _workspace(self, purpose, batch_size, n_chunks):
+        key = (purpose, batch_size, n_chunks)
+        ws = self._workspaces.get(key)
+        if ws is None:
+            self._workspaces = {k: v for k, v in self._workspaces.items() if k[0] != purpose}
+            ws = self._workspaces[key] = _Workspace(self.plan, batch_size, n_chunks, self.dtype)
+        return ws
+
+    # ---------------------------------------------------------------- inference
+    def _run_eval(self, X, y, batch_size, n_chunks, write_probs, training=False):
+        w = self._workspace("train-batch" if training else "eval", batch_size, n_chunks)
+        probs = np.empty((X.shape[0], self.plan.n_classes) if write_probs else (0, 0), self.dtype)
+        loss, correct = L.evaluate_rows(w.ops, self.plan.opf, X, y, self.params, self.bn_run,
+                                        w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.loss_parts,
+                                        batch_size, n_chunks, probs, write_probs, training)
+        return loss, correct, probs
+
+    def _prepare(self, X, y=None):
+        self._require_built()
+        X = V.check_features(X, self.dtype, self.n_features)
+        if y is not None:
+            y = V.check_labels(y, X.shape[0], self.plan.n_classes)
+        return X, y
+
+    def evaluate(self, X, y, batch_size=1024, n_threads=None, l2=None):
+        """{"loss": mean cross-entropy, "cost": loss + l2 penalty, "accuracy"} in evaluation mode.
+
+        X (n, n_features); y (n,) integer labels or (n, n_classes) one-hot.
+        l2 defaults to the value of the last fit.
+        """
+        X, y = self._prepare(X, y)
+        with compute_threads(n_threads) as n:
+            return self._evaluate_arrays(X, y, batch_size, n, l2)
+
+    def _evaluate_arrays(self, X, y, batch_size, n_chunks, l2=None):
+        bs = min(batch_size, X.shape[0])
+        loss, correct, _ = self._run_eval(X, y, bs, n_chunks, False)
+        loss /= X.shape[0]
+        return {"loss": loss, "cost": loss + self.penalty(l2), "accuracy": correct / X.shape[0]}
+
+    def predict(self, X, batch_size=1024, n_threads=None):
+        """Class probabilities (n, n_classes) in the model dtype (evaluation mode)."""
+        X, _ = self._prepare(X)
+        y = np.zeros(X.shape[0], np.int64)
+        with compute_threads(n_threads) as n:
+            return self._run_eval(X, y, min(batch_size, X.shape[0]), n, True)[2]
+
+    def predict_classes(self, X, **kwargs):
+        """argmax of predict(X): integer labels (n,)."""
+        return self.predict(X, **kwargs).argmax(axis=1)
+
+    def compute_loss(self, X, y, l2=0.0, training=True, n_threads=None):
+        """Cost (mean cross-entropy + l2 penalty) of X as ONE batch, as float.
+
+        training=True uses the batch's own BN statistics (what the gradient of
+        compute_gradients differentiates); running statistics are not updated.
+        """
+        X, y = self._prepare(X, y)
+        with compute_threads(n_threads) as n:
+            loss = self._run_eval(X, y, X.shape[0], n, False, training)[0]
+        return loss / X.shape[0] + self.penalty(l2)
+
+    def compute_gradients(self, X, y, l2=0.0, n_threads=None):
+        """Gradients of compute_loss(X, y, l2) wrt every array of get_weights (same order)."""
+        X, y = self._prepare(X, y)
+        with compute_threads(n_threads) as n:
+            n = min(n, X.shape[0])
+            w = self._workspace("train-batch", X.shape[0], n)
+            grads = np.zeros((n, self.plan.n_params), self.dtype)
+            _, _, n_parts = L.loss_and_gradients(w.ops, self.plan.opf, X, y, self.params, grads,
+                                                 self.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws,
+                                                 w.yb, w.loss_parts, n)
+            reduce_gradients(self.params, grads, self.plan.blocks(), self.plan.seg_l2(l2), n_parts)
+        return [self._view(e, grads[0]).copy() for e in self.plan.entries]
+
+    # ---------------------------------------------------------------- training
+    def _set_optimizer(self, optimizer):
+        if optimizer is None:
+            optimizer = self.optimizer or SGD()
+        if not isinstance(optimizer, Optimizer):
+            raise ValueError(f"optimizer must be a fastmlp optimizer such as SGD(lr=0.01), "
+                             f"got {optimizer!r}")
+        if optimizer is not self.optimizer or self.opt_state is None:
+            self.optimizer = optimizer
+            self.opt_state = np.zeros((optimizer.n_slots, self.plan.n_params), self.dtype)
+            self.opt_step = 0
+
+    def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, l2=None,
+            validation_data=None, validation_split=0.0, shuffle=True, seed=None,
+            verbose=1, n_threads=None):
+        """Train on (X, y); continues from the current weights and optimizer state.
+
+        X (n, n_features) numeric; y (n,) integer labels or (n, n_classes) one-hot.
+        l2: DD2424 penalty, cost = loss + l2 * sum ||W||^2 (gradient 2 l2 W; b,
+        gamma, beta are not penalised); None keeps the previous value (0 at first).
+        validation_data=(X_val, y_val), or validation_split: the last fraction of
+        the rows (before shuffling) held out. seed: shuffling (and weights, if
+        the model is not built yet). verbose=1: a tqdm progress bar.
+        Returns a History (also kept as self.history).
+        """
+        epochs = V.check_int(epochs, "epochs", 0)
+        batch_size = V.check_int(batch_size, "batch_size", 1)
+        if l2 is not None and not (np.isfinite(l2) and l2 >= 0):
+            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if self.built:
+            X, y = self._prepare(X, y)
+        else:
+            X = V.check_features(X, self.dtype)
+            self.build(X.shape[1], seed)
+            X, y = self._prepare(X, y)
+        if validation_data is not None:
+            if len(validation_data) != 2:
+                raise ValueError("validation_data must be a pair (X_val, y_val)")
+            Xv, yv = self._prepare(*validation_data)
+        elif validation_split > 0:
+            n_val = int(round(X.shape[0] * validation_split))
+            if not 0 < n_val < X.shape[0]:
+                raise ValueError(f"validation_split={validation_split} leaves no rows on one side")
+            X, y, Xv, yv = X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:]
+        else:
+            Xv = yv = None
+        self._set_optimizer(optimizer)
+        if l2 is not None:
+            self.l2 = float(l2)
+        shuffle_seed = self.seed if seed is None else seed
+        history = History({"epochs": epochs, "batch_size": batch_size, "l2": self.l2,
+                           "optimizer": repr(self.optimizer), "n_samples": X.shape[0],
+                           "seed": shuffle_seed})
+        self.history = history
+        with compute_threads(n_threads) as n_threads:
+            self._train(X, y, Xv, yv, epochs, batch_size, shuffle, shuffle_seed, verbose,
+                        n_threads, history)
+        return history
+
+    def _metrics(self, X, y, Xv, yv, n_chunks):
+        out = self._evaluate_arrays(X, y, 1024, n_chunks)
+        if Xv is not None:
+            out.update({"val_" + k: v for k, v in self._evaluate_arrays(Xv, yv, 1024, n_chunks).items()})
+        return out
+
+    def _train(self, X, y, Xv, yv, epochs, batch_size, shuffle, seed, verbose, n_threads, history):
+        n = X.shape[0]
+        bs = min(batch_size, n)
+        steps_per_epoch = -(-n // bs)
+        n_chunks = min(n_threads, bs)
+        w = self._workspace("train", bs, n_chunks)
+        grads = np.zeros((n_chunks, self.plan.n_params), self.dtype)
+        blocks = self.plan.blocks()
+        seg_l2 = self.plan.seg_l2(self.l2)
+        opt, sched = self.optimizer, self.optimizer.schedule
+        opt_hyper, sched_hyper = opt.hyper(), sched.hyper()
+        step_loss = np.zeros(steps_per_epoch)
+        step_acc = np.zeros(steps_per_epoch)
+        step_lr = np.zeros(steps_per_epoch)
+        history.initial = self._metrics(X, y, Xv, yv, n_chunks)
+        # progress updates ~ 20 per epoch when verbose; one compiled call per epoch otherwise
+        chunk = max(1, steps_per_epoch // 20) if verbose else steps_per_epoch
+        progress = Progress(epochs * steps_per_epoch, verbose)
+        stop = _StopFlag()
+        try:
+            with stop:
+                for _ in range(epochs):
+                    epoch = self.epochs_done
+                    t0 = time.perf_counter()
+                    rng = np.random.default_rng([seed, epoch])
+                    order = rng.permutation(n) if shuffle else np.arange(n)
+                    done = 0
+                    while done < steps_per_epoch and not stop.requested:
+                        k = min(chunk, steps_per_epoch - done)
+                        ran = L.train_steps(
+                            w.ops, self.plan.opf, X, y, order, done * bs, k, bs, self.opt_step,
+                            self.params, grads, self.opt_state, self.bn_run, w.bn_stats,
+                            w.bn_parts, w.ws, w.gws, w.yb, w.loss_parts, blocks, seg_l2,
+                            opt.kind, opt_hyper, sched.kind, sched_hyper, n_chunks,
+                            step_loss[done:], step_acc[done:], step_lr[done:])
+                        self.step += ran
+                        self.opt_step += ran
+                        done += ran
+                        progress.update(ran, loss=float(np.mean(step_loss[:done])) if done else None)
+                        if ran < k:
+                            self._record_steps(history, step_loss, step_acc, step_lr, done)
+                            raise DivergenceError(
+                                f"training diverged: the loss became NaN or inf at update "
+                                f"{self.step + 1} (epoch {epoch + 1}, step {done + 1}); the "
+                                f"weights are kept at their last finite values. Try a smaller "
+                                f"learning rate, a smaller l2, or batch normalisation.", history)
+                    self._record_steps(history, step_loss, step_acc, step_lr, done)
+                    if done < steps_per_epoch:  # interrupted mid-epoch
+                        break
+                    sizes = np.full(steps_per_epoch, bs, np.float64)
+                    sizes[-1] = n - bs * (steps_per_epoch - 1)
+                    metrics = {"loss": np.dot(step_loss, sizes) / n,
+                               "accuracy": np.dot(step_acc, sizes) / n}
+                    metrics["cost"] = metrics["loss"] + self.penalty()
+                    metrics["lr"] = step_lr[done - 1]
+                    if Xv is not None:
+                        metrics.update({"val_" + k: v for k, v in
+                                        self._evaluate_arrays(Xv, yv, 1024, n_chunks).items()})
+                    metrics["time"] = time.perf_counter() - t0
+                    history.append_epoch(epoch, metrics)
+                    self.epochs_done += 1
+                    progress.epoch_end(epoch, metrics)
+                    if stop.requested:
+                        break
+        finally:
+            progress.close()
+        if stop.requested:
+            history.interrupted = True
+            print(f"fastmlp: training interrupted after {self.step} updates; "
+                  f"history and weights kept up to the last completed step")
+
+    @staticmethod
+    def _record_steps(history, step_loss, step_acc, step_lr, done):
+        history.steps["loss"].extend(step_loss[:done].tolist())
+        history.steps["accuracy"].extend(step_acc[:done].tolist())
+        history.steps["lr"].extend(step_lr[:done].tolist())
+
+    # ---------------------------------------------------------------- display
+    def summary(self, print_fn=print):
+        """Keras-style table of layers, output shapes and parameter counts; returns the text."""
+        self._require_built()
+        counts = {}
+        for e in self.plan.entries:
+            counts[e.layer] = counts.get(e.layer, 0) + e.size
+        non_trainable = {i: 2 * w for i, _, w in self.plan.bn_layers}
+        lines = [f"{'Layer (type)':<28}{'Output Shape':<18}{'Param #':>10}", "=" * 56]
+        for i, layer in enumerate(self.layers):
+            out = f"(None, {self.plan.output_dims[i]})"
+            count = counts.get(i, 0) + non_trainable.get(i, 0)
+            lines.append(f"{f'{type(layer).__name__.lower()}_{i}':<28}{out:<18}{count:>10,}")
+        n_non = sum(non_trainable.values())
+        lines += ["=" * 56, f"Total params: {self.plan.n_params + n_non:,}",
+                  f"Trainable params: {self.plan.n_params:,}", f"Non-trainable params: {n_non:,}"]
+        text = "\n".join(lines)
+        if print_fn is not None:
+            print_fn(text)
+        return text
+
+    def __repr__(self):
+        return f"Sequential({self.layers!r}, dtype={self.dtype.name})"
+
+
+class _StopFlag:
+    """While active, Ctrl-C sets `requested` instead of raising (main thread only)."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:  # a second Ctrl-C stops at once
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
