@@ -260,8 +260,8 @@ class Sequential:
         l2: DD2424 penalty, cost = loss + l2 * sum ||W||^2 (gradient 2 l2 W; b,
         gamma, beta are not penalised); None keeps the previous value (0 at first).
         validation_data=(X_val, y_val), or validation_split: the last fraction of
-        the rows (before shuffling) held out. seed: shuffling (and weights, if
-        the model is not built yet). verbose=1: a tqdm progress bar.
+        the rows (before shuffling) held out. seed: shuffling (and the initial
+        weights when the model is unbuilt and was created without a seed). verbose=1: a tqdm progress bar.
         Returns a History (also kept as self.history).
         """
         epochs = V.check_int(epochs, "epochs", 0)
@@ -274,7 +274,7 @@ class Sequential:
             X, y = self._prepare(X, y)
         else:
             X = V.check_features(X, self.dtype)
-            self.build(X.shape[1], seed)
+            self.build(X.shape[1], seed if self.seed is None else None)
             X, y = self._prepare(X, y)
         if validation_data is not None:
             if len(validation_data) != 2:

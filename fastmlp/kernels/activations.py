@@ -70,8 +70,11 @@ def bias_act_forward(Z, b, act, alpha):
 def act_forward(X, A, act, alpha):
     """A = act(X) for a standalone activation layer. X, A (rows, d)."""
     for i in range(X.shape[0]):
-        A[i, :] = X[i, :]
-        act_row(A[i], act, alpha)
+        x = X[i]
+        a = A[i]
+        for j in range(x.shape[0]):
+            a[j] = x[j]
+        act_row(a, act, alpha)
 
 
 @njit(**JIT)

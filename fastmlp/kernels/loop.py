@@ -48,6 +48,20 @@ G_MOMENTUM = 2
 
 
 @njit(**JIT)
+def copy_into(src, dst):
+    """dst[i] = src[i] for flat (1-D) arrays of equal length."""
+    for i in range(src.shape[0]):
+        dst[i] = src[i]
+
+
+@njit(**JIT)
+def add_into(src, dst):
+    """dst[i] += src[i] for flat (1-D) arrays of equal length."""
+    for i in range(src.shape[0]):
+        dst[i] += src[i]
+
+
+@njit(**JIT)
 def chunk_rows(n_rows, n_chunks, c):
     """Bounds [r0, r1) of chunk c when n_rows are split into n_chunks near-equal parts."""
     return c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks
@@ -175,8 +189,8 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, r0, r1):
     elif kind == OP_ACT:
         act_backward(dA, A, act, alpha)
         if ops[k, F_NEED_DX] != 0:
-            dX = rows(gws, ops[k, F_IN], n_in, r0, r1)
-            dX[:, :] = dA
+            copy_into(gws[ops[k, F_OUT] + r0 * n_out: ops[k, F_OUT] + r1 * n_out],
+                      gws[ops[k, F_IN] + r0 * n_in: ops[k, F_IN] + r1 * n_in])
 
 
 @njit(**JIT_PARALLEL)
@@ -186,11 +200,11 @@ def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks
     p0, p1, s = ops[k, F_P0], ops[k, F_P1], ops[k, F_STAT]
     dgamma = bn_stats[s + 2 * d: s + 3 * d]
     dbeta = bn_stats[s + 3 * d: s + 4 * d]
-    dgamma[:] = grads[0, p0: p0 + d]
-    dbeta[:] = grads[0, p1: p1 + d]
+    copy_into(grads[0, p0: p0 + d], dgamma)
+    copy_into(grads[0, p1: p1 + d], dbeta)
     for c in range(1, n_chunks):
-        dgamma += grads[c, p0: p0 + d]
-        dbeta += grads[c, p1: p1 + d]
+        add_into(grads[c, p0: p0 + d], dgamma)
+        add_into(grads[c, p1: p1 + d], dbeta)
     inv_std = bn_stats[s + d: s + 2 * d]
     gamma = params[p0: p0 + d]
     for c in prange(n_chunks):
@@ -233,6 +247,7 @@ def train_steps(ops, opf, X, y, order, first, n_steps, batch_size, step0,
     """
     n = order.shape[0]
     in_base = ops[0, F_IN]
+    training = n > 0  # a typed bool, not a literal: shares forward_pass's compiled signature
     for s in range(n_steps):
         pos = first + s * batch_size
         B = min(batch_size, n - pos)
@@ -241,8 +256,8 @@ def train_steps(ops, opf, X, y, order, first, n_steps, batch_size, step0,
         nc = min(max_chunks, B)
         gather_rows(X, order, pos, B, nc, ws, in_base)
         gather_labels(y, order, pos, B, yb)
-        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, True, True)
-        loss, correct = loss_pass(ops, ws, gws, yb, B, nc, loss_parts, True)
+        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, training)
+        loss, correct = loss_pass(ops, ws, gws, yb, B, nc, loss_parts, training)
         if not np.isfinite(loss):
             return s
         step_loss[s] = loss / B
@@ -269,6 +284,7 @@ def evaluate_rows(ops, opf, X, y, params, bn_run, bn_stats, bn_parts, ws, gws, y
     in_base = ops[0, F_IN]
     k = ops.shape[0] - 1
     base, width = ops[k, F_IN], ops[k, F_NIN]
+    no_update = n < 0  # typed False (see train_steps)
     total = 0.0
     correct = 0.0
     for pos in range(0, n, batch_size):
@@ -276,12 +292,12 @@ def evaluate_rows(ops, opf, X, y, params, bn_run, bn_stats, bn_parts, ws, gws, y
         nc = min(max_chunks, B)
         gather_rows(X, order, pos, B, nc, ws, in_base)
         gather_labels(y, order, pos, B, yb)
-        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, False)
-        l, c = loss_pass(ops, ws, gws, yb, B, nc, loss_parts, False)
+        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, no_update)
+        l, c = loss_pass(ops, ws, gws, yb, B, nc, loss_parts, no_update)
         total += l
         correct += c
         if write_probs:
-            probs[pos: pos + B] = rows(gws, base, width, 0, B)
+            copy_into(gws[base: base + B * width], probs.ravel()[pos * width: (pos + B) * width])
     return total, correct
 
 
@@ -296,9 +312,10 @@ def loss_and_gradients(ops, opf, X, y, params, grads, bn_run, bn_stats, bn_parts
     n = X.shape[0]
     order = np.arange(n)
     nc = min(max_chunks, n)
+    training, no_update = n > 0, n < 0  # typed bools (see train_steps)
     gather_rows(X, order, 0, n, nc, ws, ops[0, F_IN])
     gather_labels(y, order, 0, n, yb)
-    forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n, nc, True, False)
-    loss, correct = loss_pass(ops, ws, gws, yb, n, nc, loss_parts, True)
+    forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n, nc, training, no_update)
+    loss, correct = loss_pass(ops, ws, gws, yb, n, nc, loss_parts, training)
     backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n, nc)
     return loss, correct, nc
