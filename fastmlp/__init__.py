@@ -5,6 +5,7 @@
     history = model.fit(X, y, epochs=10, batch_size=100, optimizer=fm.SGD(lr=0.01), l2=0.005)
 """
 from ._threads import get_num_threads, set_num_threads
+from .gradcheck import check_gradients
 from .history import History
 from .layers import (Activation, BatchNorm, BatchNormalization, Dense, Layer, LeakyReLU, Linear,
                      ReLU, Sigmoid, Softmax, Tanh)
@@ -19,5 +20,5 @@ __version__ = "0.1.0"
 __all__ = [
     "Activation", "Adam", "BatchNorm", "BatchNormalization", "Constant", "CyclicLR", "Dense",
     "DivergenceError", "History", "Layer", "LeakyReLU", "Linear", "Model", "Optimizer", "ReLU",
-    "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "get_num_threads", "set_num_threads",
+    "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "check_gradients", "get_num_threads", "set_num_threads",
 ]
