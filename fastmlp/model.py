@@ -211,6 +211,27 @@ class Sequential:
         with compute_threads(n_threads) as n:
             return self._run_eval(X, y, min(batch_size, X.shape[0]), n, True)[2]
 
+    def layer_outputs(self, X, training=False, n_threads=None):
+        """Outputs of the layers for X (n, n_features) run as one batch.
+
+        Returns {layer index: (n, width) array} for every layer whose output the
+        compiled plan stores: an activation fused into the Dense/BatchNorm before
+        it gives the post-activation output under the activation's index (the
+        pre-activation values are not kept). The Softmax output is predict(X).
+        training=True uses batch statistics in BN (running ones are not updated).
+        """
+        X, _ = self._prepare(X)
+        y = np.zeros(X.shape[0], np.int64)
+        n = X.shape[0]
+        with compute_threads(n_threads) as n_chunks:
+            self._run_eval(X, y, n, n_chunks, False, training)
+            w = self._workspace("train-batch" if training else "eval", n, n_chunks)
+            out = {}
+            for k, layer_index in enumerate(self.plan.op_layers[:-1]):
+                base, width = w.ops[k, L.F_OUT], w.ops[k, L.F_NOUT]
+                out[layer_index] = w.ws[base: base + n * width].reshape(n, width).copy()
+        return out
+
     def predict_classes(self, X, **kwargs):
         """argmax of predict(X): integer labels (n,)."""
         return self.predict(X, **kwargs).argmax(axis=1)

@@ -41,6 +41,7 @@ class Plan:
     n_bn_stats: int            # mean, inv_std, dgamma, dbeta of every bn layer
     bn_layers: list = field(default_factory=list)   # [(layer index, run offset, width)]
     output_dims: list = field(default_factory=list)  # per layer
+    op_layers: list = field(default_factory=list)    # per op: index of the last layer it covers
 
     @property
     def n_classes(self):
@@ -87,7 +88,7 @@ def compile_layers(layers, n_features):
     if not isinstance(layers[-1], Softmax):
         raise ValueError("the last layer must be Softmax() (cross-entropy output); "
                          f"got {type(layers[-1]).__name__}")
-    ops, opf, widths, entries, bn_layers, dims = [], [], [n_features], [], [], []
+    ops, opf, widths, entries, bn_layers, dims, op_layers = [], [], [n_features], [], [], [], []
     n_params = n_run = n_stats = 0
     cur, d, i = 0, n_features, 0
 
@@ -148,6 +149,7 @@ def compile_layers(layers, n_features):
         if fuse is not None:
             dims.append(d)
             i += 1
+        op_layers.append(i)
         i += 1
     return Plan(np.array(ops), np.array(opf), widths, entries, n_params, n_run, n_stats,
-                bn_layers, dims)
+                bn_layers, dims, op_layers)
