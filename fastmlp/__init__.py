@@ -10,14 +10,19 @@ from .history import History
 from .layers import (Activation, BatchNorm, BatchNormalization, Dense, Layer, LeakyReLU, Linear,
                      ReLU, Sigmoid, Softmax, Tanh)
 from .model import DivergenceError, Sequential
-from .optimizers import SGD, Adam, Optimizer
-from .schedules import Constant, CyclicLR
+from .callbacks import Callback, EarlyStopping, LambdaCallback, ReduceLROnPlateau
+from .optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, GradientNoise, Nadam, Optimizer,
+                         RMSprop)
+from .schedules import Constant, CosineAnnealing, CyclicLR, ExponentialDecay, Schedule, StepDecay
 
 Model = Sequential
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Adadelta", "Adagrad", "Adamax", "Callback", "CosineAnnealing", "EarlyStopping",
+    "ExponentialDecay", "GradientNoise", "LambdaCallback", "Nadam", "RMSprop", "ReduceLROnPlateau",
+    "Schedule", "StepDecay",
     "Activation", "Adam", "BatchNorm", "BatchNormalization", "Constant", "CyclicLR", "Dense",
     "DivergenceError", "History", "Layer", "LeakyReLU", "Linear", "Model", "Optimizer", "ReLU",
     "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "check_gradients", "get_num_threads", "set_num_threads",

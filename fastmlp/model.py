@@ -1,8 +1,4 @@
 """Sequential model: the thin Python layer that validates, allocates and calls the kernels."""
-import signal
-import threading
-import time
-
 import numpy as np
 
 from . import _validation as V
@@ -14,15 +10,7 @@ from .kernels.optim import reduce_gradients
 from .layers import Layer
 from .optimizers import SGD, Optimizer
 from .plan import compile_layers
-from .progress import Progress
-
-
-class DivergenceError(FloatingPointError):
-    """Training produced a NaN or infinite loss. `.history` holds what was recorded."""
-
-    def __init__(self, message, history=None):
-        super().__init__(message)
-        self.history = history
+from .training import DivergenceError, train  # noqa: F401  (DivergenceError re-exported)
 
 
 class _Workspace:
@@ -64,6 +52,9 @@ class Sequential:
         self.seed = seed
         self.optimizer = None
         self.opt_state = None
+        self.opt_scalars = None
+        self.lr_scale = 1.0   # factor on the schedule (reduce-on-plateau)
+        self.stop_training = False
         self.opt_step = 0     # updates made by the current optimizer (schedule, bias correction)
         self.step = 0         # all updates made to this model
         self.epochs_done = 0
@@ -257,7 +248,8 @@ class Sequential:
             _, _, n_parts = L.loss_and_gradients(w.ops, self.plan.opf, X, y, self.params, grads,
                                                  self.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws,
                                                  w.yb, w.loss_parts, n)
-            reduce_gradients(self.params, grads, self.plan.blocks(), self.plan.seg_l2(l2), n_parts)
+            reduce_gradients(self.params, grads, self.plan.blocks(), self.plan.segments(l2),
+                             n_parts, np.zeros(3), 1)
         return [self._view(e, grads[0]).copy() for e in self.plan.entries]
 
     # ---------------------------------------------------------------- training
@@ -269,12 +261,13 @@ class Sequential:
                              f"got {optimizer!r}")
         if optimizer is not self.optimizer or self.opt_state is None:
             self.optimizer = optimizer
-            self.opt_state = np.zeros((optimizer.n_slots, self.plan.n_params), self.dtype)
+            self.opt_state, self.opt_scalars = optimizer.init_state(self.plan.n_params, self.dtype)
             self.opt_step = 0
+            self.lr_scale = 1.0
 
-    def fit(self, X, y, epochs=1, batch_size=32, optimizer=None, l2=None,
+    def fit(self, X, y, epochs=None, batch_size=32, optimizer=None, l2=None,
             validation_data=None, validation_split=0.0, shuffle=True, seed=None,
-            verbose=1, n_threads=None):
+            verbose=1, n_threads=None, schedule=None, cycles=None, callbacks=None):
         """Train on (X, y); continues from the current weights and optimizer state.
 
         X (n, n_features) numeric; y (n,) integer labels or (n, n_classes) one-hot.
@@ -283,9 +276,15 @@ class Sequential:
         validation_data=(X_val, y_val), or validation_split: the last fraction of
         the rows (before shuffling) held out. seed: shuffling (and the initial
         weights when the model is unbuilt and was created without a seed). verbose=1: a tqdm progress bar.
+        schedule: a learning-rate schedule replacing the optimizer's lr.
+        cycles: with a cyclic schedule, train exactly 2 * step_size * cycles updates
+        (the last epoch may be partial); epochs then defaults to what that needs
+        (a schedule created with cycles=k does the same when epochs is None).
+        epochs defaults to 1 otherwise. callbacks: list of fastmlp.callbacks objects.
         Returns a History (also kept as self.history).
         """
-        epochs = V.check_int(epochs, "epochs", 0)
+        if epochs is not None:
+            epochs = V.check_int(epochs, "epochs", 0)
         batch_size = V.check_int(batch_size, "batch_size", 1)
         if l2 is not None and not (np.isfinite(l2) and l2 >= 0):
             raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
@@ -309,6 +308,23 @@ class Sequential:
         else:
             Xv = yv = None
         self._set_optimizer(optimizer)
+        if schedule is not None:
+            from .schedules import as_schedule
+            self.optimizer.schedule = as_schedule(schedule)
+        steps_per_epoch = -(-X.shape[0] // min(batch_size, X.shape[0]))
+        total_updates = None
+        if cycles is not None or (epochs is None and self.optimizer.schedule.total_steps() is not None):
+            total_updates = self.optimizer.schedule.total_steps(cycles)
+            if total_updates is None:
+                raise ValueError(f"cycles={cycles!r} needs a cyclic schedule such as CyclicLR, "
+                                 f"got {self.optimizer.schedule!r}")
+            needed = -(-total_updates // steps_per_epoch)
+            if epochs is not None and epochs < needed:
+                raise ValueError(f"{cycles} cycles take {total_updates} updates = {needed} epochs "
+                                 f"of {steps_per_epoch} updates; epochs={epochs} is too few")
+            epochs = needed
+        epochs = 1 if epochs is None else epochs
+        callbacks = list(callbacks or [])
         if l2 is not None:
             self.l2 = float(l2)
         shuffle_seed = self.seed if seed is None else seed
@@ -317,8 +333,8 @@ class Sequential:
                            "seed": shuffle_seed})
         self.history = history
         with compute_threads(n_threads) as n_threads:
-            self._train(X, y, Xv, yv, epochs, batch_size, shuffle, shuffle_seed, verbose,
-                        n_threads, history)
+            train(self, X, y, Xv, yv, epochs, batch_size, shuffle, shuffle_seed, verbose,
+                  n_threads, history, total_updates, callbacks)
         return history
 
     def _metrics(self, X, y, Xv, yv, n_chunks):
@@ -326,83 +342,6 @@ class Sequential:
         if Xv is not None:
             out.update({"val_" + k: v for k, v in self._evaluate_arrays(Xv, yv, 1024, n_chunks).items()})
         return out
-
-    def _train(self, X, y, Xv, yv, epochs, batch_size, shuffle, seed, verbose, n_threads, history):
-        n = X.shape[0]
-        bs = min(batch_size, n)
-        steps_per_epoch = -(-n // bs)
-        n_chunks = min(n_threads, bs)
-        w = self._workspace("train", bs, n_chunks)
-        grads = np.zeros((n_chunks, self.plan.n_params), self.dtype)
-        blocks = self.plan.blocks()
-        seg_l2 = self.plan.seg_l2(self.l2)
-        opt, sched = self.optimizer, self.optimizer.schedule
-        opt_hyper, sched_hyper = opt.hyper(), sched.hyper()
-        step_loss = np.zeros(steps_per_epoch)
-        step_acc = np.zeros(steps_per_epoch)
-        step_lr = np.zeros(steps_per_epoch)
-        history.initial = self._metrics(X, y, Xv, yv, n_chunks)
-        # progress updates ~ 20 per epoch when verbose; one compiled call per epoch otherwise
-        chunk = max(1, steps_per_epoch // 20) if verbose else steps_per_epoch
-        progress = Progress(epochs * steps_per_epoch, verbose)
-        stop = _StopFlag()
-        try:
-            with stop:
-                for _ in range(epochs):
-                    epoch = self.epochs_done
-                    t0 = time.perf_counter()
-                    rng = np.random.default_rng([seed, epoch])
-                    order = rng.permutation(n) if shuffle else np.arange(n)
-                    done = 0
-                    while done < steps_per_epoch and not stop.requested:
-                        k = min(chunk, steps_per_epoch - done)
-                        ran = L.train_steps(
-                            w.ops, self.plan.opf, X, y, order, done * bs, k, bs, self.opt_step,
-                            self.params, grads, self.opt_state, self.bn_run, w.bn_stats,
-                            w.bn_parts, w.ws, w.gws, w.yb, w.loss_parts, blocks, seg_l2,
-                            opt.kind, opt_hyper, sched.kind, sched_hyper, n_chunks,
-                            step_loss[done:], step_acc[done:], step_lr[done:])
-                        self.step += ran
-                        self.opt_step += ran
-                        done += ran
-                        progress.update(ran, loss=float(np.mean(step_loss[:done])) if done else None)
-                        if ran < k:
-                            self._record_steps(history, step_loss, step_acc, step_lr, done)
-                            raise DivergenceError(
-                                f"training diverged: the loss became NaN or inf at update "
-                                f"{self.step + 1} (epoch {epoch + 1}, step {done + 1}); the "
-                                f"weights are kept at their last finite values. Try a smaller "
-                                f"learning rate, a smaller l2, or batch normalisation.", history)
-                    self._record_steps(history, step_loss, step_acc, step_lr, done)
-                    if done < steps_per_epoch:  # interrupted mid-epoch
-                        break
-                    sizes = np.full(steps_per_epoch, bs, np.float64)
-                    sizes[-1] = n - bs * (steps_per_epoch - 1)
-                    metrics = {"loss": np.dot(step_loss, sizes) / n,
-                               "accuracy": np.dot(step_acc, sizes) / n}
-                    metrics["cost"] = metrics["loss"] + self.penalty()
-                    metrics["lr"] = step_lr[done - 1]
-                    if Xv is not None:
-                        metrics.update({"val_" + k: v for k, v in
-                                        self._evaluate_arrays(Xv, yv, 1024, n_chunks).items()})
-                    metrics["time"] = time.perf_counter() - t0
-                    history.append_epoch(epoch, metrics)
-                    self.epochs_done += 1
-                    progress.epoch_end(epoch, metrics)
-                    if stop.requested:
-                        break
-        finally:
-            progress.close()
-        if stop.requested:
-            history.interrupted = True
-            print(f"fastmlp: training interrupted after {self.step} updates; "
-                  f"history and weights kept up to the last completed step")
-
-    @staticmethod
-    def _record_steps(history, step_loss, step_acc, step_lr, done):
-        history.steps["loss"].extend(step_loss[:done].tolist())
-        history.steps["accuracy"].extend(step_acc[:done].tolist())
-        history.steps["lr"].extend(step_lr[:done].tolist())
 
     # ---------------------------------------------------------------- display
     def summary(self, print_fn=print):
@@ -427,26 +366,3 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, dtype={self.dtype.name})"
-
-
-class _StopFlag:
-    """While active, Ctrl-C sets `requested` instead of raising (main thread only)."""
-
-    def __init__(self):
-        self.requested = False
-        self._previous = None
-
-    def _handler(self, signum, frame):
-        if self.requested:  # a second Ctrl-C stops at once
-            raise KeyboardInterrupt
-        self.requested = True
-
-    def __enter__(self):
-        if threading.current_thread() is threading.main_thread():
-            self._previous = signal.signal(signal.SIGINT, self._handler)
-        return self
-
-    def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
-        return False

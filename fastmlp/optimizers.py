@@ -1,79 +1,252 @@
-"""Optimizers: hyperparameters only; the update runs in fastmlp/kernels/optim.py.
+"""Optimizers: hyperparameters and state shapes; the update runs in kernels/optim.py.
 
-`lr` may be a number or a schedule (fastmlp.schedules). State arrays (momentum,
-Adam moments) belong to the model and have the layout of the flat parameters.
+`lr` may be a number or a schedule (fastmlp.schedules). Every optimizer also takes
+`weight_decay` (decoupled, AdamW-style: p *= 1 - lr * wd before the update, on
+weight matrices only) and `noise` (annealed Gaussian gradient noise,
+`GradientNoise(eta, gamma)`). The L2/L1 penalties of the cost are fit arguments,
+kept apart from the update rule. State arrays belong to the model and have the
+layout of the flat parameters; `Optimizer.step` applies one update to any flat array.
 """
 import numpy as np
 
 from .kernels import optim as _k
-from .schedules import as_schedule
+from .schedules import SCHEDULES, Schedule, as_schedule
+
+
+class GradientNoise:
+    """Annealed Gaussian gradient noise (Neelakantan et al. 2015):
+    g += N(0, eta / (1 + t)^gamma), t the 1-based update count; seeded, counter-based."""
+
+    def __init__(self, eta=0.01, gamma=0.55, seed=0):
+        if not eta > 0:
+            raise ValueError(f"GradientNoise eta must be > 0, got {eta!r}")
+        if not gamma >= 0:
+            raise ValueError(f"GradientNoise gamma must be >= 0, got {gamma!r}")
+        self.eta, self.gamma, self.seed = float(eta), float(gamma), int(seed)
+
+    def config(self):
+        return {"eta": self.eta, "gamma": self.gamma, "seed": self.seed}
+
+    def __repr__(self):
+        return f"GradientNoise(eta={self.eta}, gamma={self.gamma}, seed={self.seed})"
+
+
+def _unit(value, name, closed=False):
+    if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
+        raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value!r}")
+    return float(value)
+
+
+def _positive(value, name):
+    if not (np.isfinite(value) and value > 0):
+        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return float(value)
 
 
 class Optimizer:
+    """Base class. Subclasses set `kind`, `n_slots` and `_values()`."""
     kind = None
     n_slots = 0
 
-    def __init__(self, lr):
+    def __init__(self, lr, weight_decay=0.0, noise=None):
         self.schedule = as_schedule(lr)
+        if not (np.isfinite(weight_decay) and weight_decay >= 0):
+            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        if noise is not None and not isinstance(noise, GradientNoise):
+            noise = GradientNoise(*noise) if isinstance(noise, (tuple, list)) else GradientNoise(noise)
+        self.weight_decay, self.noise = float(weight_decay), noise
 
     @property
     def lr(self):
         return self.schedule
 
     def hyper(self):
-        """float64 hyperparameters as the kernel expects them."""
-        raise NotImplementedError
+        """float64 array as the kernel reads it: noise (eta, gamma, seed), then _values()."""
+        n = self.noise
+        head = [n.eta, n.gamma, float(n.seed)] if n is not None else [0.0, 0.0, 0.0]
+        return np.array(head + [float(v) for v in self._values()])
+
+    def init_state(self, n_params, dtype=np.float32):
+        """(state (n_slots, n_params), scalars (4,) float64) for a fresh optimizer."""
+        scalars = np.zeros(4)
+        scalars[0] = 1.0  # Nadam's running product of momentum coefficients
+        return np.zeros((self.n_slots, n_params), dtype), scalars
+
+    def step(self, params, grad, state, scalars, t):
+        """Apply update number t (1-based) to the flat array params in place.
+
+        params, grad (n,) of one float dtype; state/scalars from init_state(n);
+        no penalty; decoupled weight decay applies to every entry.
+        Returns the learning rate used (the schedule at t - 1).
+        """
+        params = np.ascontiguousarray(params)
+        grads = np.ascontiguousarray(grad, dtype=params.dtype).reshape(1, -1).copy()
+        blocks = np.array([[0, params.size, 0]], dtype=np.int64)
+        seg = np.array([[0.0, 0.0, self.weight_decay]])
+        lr = self.schedule(t - 1)
+        _k.optimizer_step(self.kind, self.hyper(), lr, t, params, grads, state, scalars,
+                          blocks, seg, 1)
+        return lr
+
+    def _lr_config(self):
+        s = self.schedule
+        if type(s).__name__ == "Constant" and not s.warmup:
+            return s.lr
+        return {"schedule": type(s).__name__, **s.config()}
 
     def config(self):
-        raise NotImplementedError
+        """JSON-able hyperparameters: cls(**config) rebuilds the optimizer (see from_config)."""
+        cfg = {"lr": self._lr_config(), **self._config()}
+        if self.weight_decay:
+            cfg["weight_decay"] = self.weight_decay
+        if self.noise is not None:
+            cfg["noise"] = self.noise.config()
+        return cfg
 
     def __repr__(self):
-        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
-        return f"{type(self).__name__}({args})"
-
-
-def _check_unit_interval(value, name):
-    if not 0.0 <= value < 1.0:
-        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+        lr = self._lr_config()
+        parts = [f"lr={lr if not isinstance(lr, dict) else self.schedule!r}"]
+        parts += [f"{k}={v!r}" for k, v in self.config().items() if k != "lr"]
+        return f"{type(self).__name__}({', '.join(parts)})"
 
 
 class SGD(Optimizer):
-    """Minibatch SGD with optional momentum / Nesterov momentum (PyTorch's form):
-    v = momentum * v + g; p -= lr * (g + momentum * v) if nesterov else lr * v."""
+    """Minibatch SGD with optional momentum (PyTorch's form, Sutskever et al. 2013):
+    v = momentum v + g; p -= lr (g + momentum v) if nesterov else lr v."""
     kind = _k.SGD
 
-    def __init__(self, lr=0.01, momentum=0.0, nesterov=False):
-        super().__init__(lr)
-        _check_unit_interval(momentum, "momentum")
-        if nesterov and momentum == 0:
+    def __init__(self, lr=0.01, momentum=0.0, nesterov=False, **common):
+        super().__init__(lr, **common)
+        self.momentum, self.nesterov = _unit(momentum, "momentum"), bool(nesterov)
+        if self.nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0")
-        self.momentum, self.nesterov = float(momentum), bool(nesterov)
         self.n_slots = 1 if self.momentum > 0 else 0
 
-    def hyper(self):
-        return np.array([self.momentum, float(self.nesterov)])
+    def _values(self):
+        return [self.momentum, float(self.nesterov)]
 
-    def config(self):
-        return {"lr": self.schedule, "momentum": self.momentum, "nesterov": self.nesterov}
+    def _config(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
+
+
+class Adagrad(Optimizer):
+    """Adagrad (Duchi et al. 2011): s += g^2; p -= lr g / (sqrt(s) + eps)."""
+    kind = _k.ADAGRAD
+    n_slots = 1
+
+    def __init__(self, lr=0.01, eps=1e-10, **common):
+        super().__init__(lr, **common)
+        self.eps = _positive(eps, "eps")
+
+    def _values(self):
+        return [self.eps]
+
+    def _config(self):
+        return {"eps": self.eps}
+
+
+class Adadelta(Optimizer):
+    """Adadelta (Zeiler 2012), PyTorch's form: v = rho v + (1-rho) g^2;
+    d = sqrt(u + eps) / sqrt(v + eps) g; u = rho u + (1-rho) d^2; p -= lr d."""
+    kind = _k.ADADELTA
+    n_slots = 2
+
+    def __init__(self, lr=1.0, rho=0.9, eps=1e-6, **common):
+        super().__init__(lr, **common)
+        self.rho, self.eps = _unit(rho, "rho"), _positive(eps, "eps")
+
+    def _values(self):
+        return [self.rho, self.eps]
+
+    def _config(self):
+        return {"rho": self.rho, "eps": self.eps}
+
+
+class RMSprop(Optimizer):
+    """RMSprop (Tieleman & Hinton 2012), PyTorch's form: v = rho v + (1-rho) g^2;
+    den = sqrt(v - a^2) + eps with a = rho a + (1-rho) g when centered, else sqrt(v) + eps;
+    p -= lr g / den, or with momentum b = momentum b + g / den, p -= lr b."""
+    kind = _k.RMSPROP
+    n_slots = 3
+
+    def __init__(self, lr=0.01, rho=0.99, eps=1e-8, momentum=0.0, centered=False, **common):
+        super().__init__(lr, **common)
+        self.rho, self.eps = _unit(rho, "rho"), _positive(eps, "eps")
+        self.momentum, self.centered = _unit(momentum, "momentum"), bool(centered)
+
+    def _values(self):
+        return [self.rho, self.eps, self.momentum, float(self.centered)]
+
+    def _config(self):
+        return {"rho": self.rho, "eps": self.eps, "momentum": self.momentum,
+                "centered": self.centered}
 
 
 class Adam(Optimizer):
-    """Adam (Kingma & Ba 2015), PyTorch's form:
-    m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2;
-    p -= lr / (1 - b1^t) * m / (sqrt(v / (1 - b2^t)) + eps)."""
+    """Adam (Kingma & Ba 2015), PyTorch's form: m = b1 m + (1-b1) g, v = b2 v + (1-b2) g^2,
+    p -= lr / (1 - b1^t) m / (sqrt(v) / sqrt(1 - b2^t) + eps). amsgrad=True (Reddi et al.
+    2018) uses v_max = max(v_max, v) in the denominator."""
     kind = _k.ADAM
-    n_slots = 2
+    variant = _k.V_ADAM
 
-    def __init__(self, lr=0.001, b1=0.9, b2=0.999, eps=1e-8):
-        super().__init__(lr)
-        _check_unit_interval(b1, "b1")
-        _check_unit_interval(b2, "b2")
-        if not eps > 0:
-            raise ValueError(f"eps must be > 0, got {eps!r}")
-        self.b1, self.b2, self.eps = float(b1), float(b2), float(eps)
+    def __init__(self, lr=0.001, b1=0.9, b2=0.999, eps=1e-8, amsgrad=False, **common):
+        super().__init__(lr, **common)
+        self.b1, self.b2, self.eps = _unit(b1, "b1"), _unit(b2, "b2"), _positive(eps, "eps")
+        self.amsgrad = bool(amsgrad)
+        if self.amsgrad:
+            self.variant = _k.V_AMSGRAD
+        self.n_slots = 3 if self.amsgrad else 2
 
-    def hyper(self):
-        return np.array([self.b1, self.b2, self.eps])
+    def _values(self):
+        return [self.b1, self.b2, self.eps, float(self.variant), 0.0]
 
-    def config(self):
-        return {"lr": self.schedule, "b1": self.b1, "b2": self.b2, "eps": self.eps}
+    def _config(self):
+        cfg = {"b1": self.b1, "b2": self.b2, "eps": self.eps}
+        if type(self) is Adam:
+            cfg["amsgrad"] = self.amsgrad
+        return cfg
+
+
+class Adamax(Adam):
+    """AdaMax (Kingma & Ba 2015, sec. 7), PyTorch's form: m = b1 m + (1-b1) g,
+    u = max(b2 u, |g| + eps), p -= lr / (1 - b1^t) m / u."""
+    variant = _k.V_ADAMAX
+
+    def __init__(self, lr=0.002, b1=0.9, b2=0.999, eps=1e-8, **common):
+        super().__init__(lr, b1, b2, eps, **common)
+
+
+class Nadam(Adam):
+    """Nadam (Dozat 2016), PyTorch's NAdam: mu_t = b1 (1 - 0.5 * 0.96^(t psi)),
+    p -= lr (1-mu_t)/(1-prod_{i<=t} mu_i) g/den + lr mu_{t+1}/(1-prod_{i<=t+1} mu_i) m/den,
+    den = sqrt(v / (1 - b2^t)) + eps; psi = momentum_decay."""
+    variant = _k.V_NADAM
+
+    def __init__(self, lr=0.002, b1=0.9, b2=0.999, eps=1e-8, momentum_decay=0.004, **common):
+        super().__init__(lr, b1, b2, eps, **common)
+        self.momentum_decay = _positive(momentum_decay, "momentum_decay")
+
+    def _values(self):
+        return [self.b1, self.b2, self.eps, float(self.variant), self.momentum_decay]
+
+    def _config(self):
+        return dict(super()._config(), momentum_decay=self.momentum_decay)
+
+
+OPTIMIZERS = {c.__name__: c for c in (SGD, Adagrad, Adadelta, RMSprop, Adam, Adamax, Nadam)}
+
+
+def optimizer_from_config(name, config):
+    """Rebuild an optimizer from its class name and config() (e.g. after loading a model)."""
+    cfg = dict(config)
+    lr = cfg.pop("lr")
+    if isinstance(lr, dict):
+        lr = dict(lr)
+        lr = SCHEDULES[lr.pop("schedule")](**lr)
+    if "noise" in cfg:
+        cfg["noise"] = GradientNoise(**cfg["noise"])
+    try:
+        cls = OPTIMIZERS[name]
+    except KeyError:
+        raise ValueError(f"unknown optimizer {name!r}; known: {sorted(OPTIMIZERS)}") from None
+    return cls(lr, **cfg)

@@ -66,9 +66,13 @@ class Plan:
                 out.append((s, min(s + BLOCK, e.offset + e.size), idx))
         return np.array(out, dtype=np.int64).reshape(-1, 3)
 
-    def seg_l2(self, l2):
-        """Per-entry l2 coefficient: l2 for weight matrices, 0 for b, gamma, beta."""
-        return np.array([l2 if e.name == "W" else 0.0 for e in self.entries], dtype=np.float64)
+    def segments(self, l2=0.0, l1=0.0, weight_decay=0.0):
+        """(n_entries, 3) float64 rows (l2, l1, decoupled weight decay) per trainable array.
+
+        Penalties and decay apply to weight matrices only; b, gamma, beta get zeros.
+        """
+        rows = [(l2, l1, weight_decay) if e.name == "W" else (0.0, 0.0, 0.0) for e in self.entries]
+        return np.array(rows, dtype=np.float64).reshape(-1, 3)
 
 
 def _fused_activation(layers, i):

@@ -1,80 +1,175 @@
-"""Learning-rate schedules: (kind, parameters) evaluated inside the compiled loop."""
+"""Learning-rate schedules: pure functions of the update count, evaluated inside the
+compiled loop. Pass one as `lr=` to any optimizer or as `fit(schedule=...)`.
+
+Every schedule takes `warmup` (updates of linear warm-up, default 0) and
+`warmup_start` (the factor warm-up starts from, default 0).
+"""
 import numpy as np
 
 from .kernels import schedule as _k
 
 
+def _check_positive(value, name, allow_zero=False):
+    ok = isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value)
+    if not ok or value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
+    return float(value)
+
+
 class Schedule:
-    """Base class. `kind` is the kernel code, `hyper()` its float64 parameters."""
+    """Base class: `kind` (kernel code) and `values()` (its float64 parameters)."""
     kind = _k.CONSTANT
 
-    def hyper(self):
+    def __init__(self, warmup=0, warmup_start=0.0):
+        if int(warmup) != warmup or warmup < 0:
+            raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
+        if not 0.0 <= warmup_start <= 1.0:
+            raise ValueError(f"warmup_start must be in [0, 1], got {warmup_start!r}")
+        self.warmup, self.warmup_start = int(warmup), float(warmup_start)
+
+    def values(self):
         raise NotImplementedError
 
+    def hyper(self):
+        """float64 array as the kernel reads it: warm-up, start factor, then values()."""
+        return np.array([float(self.warmup), self.warmup_start] + [float(v) for v in self.values()])
+
     def __call__(self, step):
-        """Learning rate at 0-based update `step` (same function the loop uses)."""
+        """Learning rate at 0-based update `step` (the very function the loop uses)."""
         return float(_k.schedule_lr(self.kind, self.hyper(), float(step)))
+
+    def total_steps(self, cycles=None):
+        """Updates that `cycles` cycles take (cyclic schedules only), else None."""
+        return None
+
+    def config(self):
+        cfg = dict(self._config())
+        if self.warmup:
+            cfg.update(warmup=self.warmup, warmup_start=self.warmup_start)
+        return cfg
+
+    def __repr__(self):
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"{type(self).__name__}({args})"
 
 
 class Constant(Schedule):
-    """lr at every step."""
+    """lr at every update."""
 
-    def __init__(self, lr):
-        _check_lr(lr, "lr")
-        self.lr = float(lr)
+    def __init__(self, lr, **warmup):
+        super().__init__(**warmup)
+        self.lr = _check_positive(lr, "lr")
 
-    def hyper(self):
-        return np.array([self.lr])
+    def values(self):
+        return [self.lr]
 
-    def config(self):
+    def _config(self):
         return {"lr": self.lr}
-
-    def __repr__(self):
-        return f"Constant({self.lr})"
 
 
 class CyclicLR(Schedule):
     """Triangular cyclical learning rate (Smith 2017), the DD2424 formula.
 
     Rises linearly from eta_min to eta_max over `step_size` updates (n_s), then
-    falls back over the next n_s: one cycle is 2 * n_s updates. `cycles`, when
-    given, lets `fit(cycles=...)` / `fit(epochs=None)` compute the number of updates.
+    falls back over the next n_s: one cycle is 2 n_s updates. `cycles`, when
+    given, lets fit() without epochs train exactly that many cycles.
     """
     kind = _k.CYCLIC
 
-    def __init__(self, eta_min=1e-5, eta_max=1e-1, step_size=500, cycles=None):
-        _check_lr(eta_min, "eta_min")
-        _check_lr(eta_max, "eta_max")
-        if eta_max < eta_min:
+    def __init__(self, eta_min=1e-5, eta_max=1e-1, step_size=500, cycles=None, **warmup):
+        super().__init__(**warmup)
+        self.eta_min = _check_positive(eta_min, "eta_min")
+        self.eta_max = _check_positive(eta_max, "eta_max")
+        if self.eta_max < self.eta_min:
             raise ValueError(f"CyclicLR needs eta_max >= eta_min, got {eta_max} < {eta_min}")
         if int(step_size) != step_size or step_size < 1:
             raise ValueError(f"CyclicLR step_size must be an integer >= 1, got {step_size!r}")
-        self.eta_min, self.eta_max, self.step_size = float(eta_min), float(eta_max), int(step_size)
-        self.cycles = cycles
+        if cycles is not None:
+            _check_positive(cycles, "cycles")
+        self.step_size, self.cycles = int(step_size), cycles
 
-    def hyper(self):
-        return np.array([self.eta_min, self.eta_max, float(self.step_size)])
+    def values(self):
+        return [self.eta_min, self.eta_max, self.step_size]
 
     def total_steps(self, cycles=None):
         cycles = self.cycles if cycles is None else cycles
         return None if cycles is None else int(round(2 * self.step_size * cycles))
 
-    def config(self):
-        return {"eta_min": self.eta_min, "eta_max": self.eta_max,
-                "step_size": self.step_size, "cycles": self.cycles}
-
-    def __repr__(self):
-        return (f"CyclicLR(eta_min={self.eta_min}, eta_max={self.eta_max}, "
-                f"step_size={self.step_size}, cycles={self.cycles})")
+    def _config(self):
+        return {"eta_min": self.eta_min, "eta_max": self.eta_max, "step_size": self.step_size,
+                "cycles": self.cycles}
 
 
-def _check_lr(value, name):
-    if not isinstance(value, (int, float, np.floating)) or not np.isfinite(value) or value <= 0:
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
+class StepDecay(Schedule):
+    """lr * drop ** floor(step / every): multiply by `drop` every `every` updates."""
+    kind = _k.STEP
+
+    def __init__(self, lr, drop=0.5, every=1000, **warmup):
+        super().__init__(**warmup)
+        self.lr = _check_positive(lr, "lr")
+        self.drop = _check_positive(drop, "drop")
+        if int(every) != every or every < 1:
+            raise ValueError(f"every must be an integer >= 1, got {every!r}")
+        self.every = int(every)
+
+    def values(self):
+        return [self.lr, self.drop, self.every]
+
+    def _config(self):
+        return {"lr": self.lr, "drop": self.drop, "every": self.every}
+
+
+class ExponentialDecay(Schedule):
+    """lr * rate ** (step / decay_steps) (Keras's ExponentialDecay, continuous)."""
+    kind = _k.EXPONENTIAL
+
+    def __init__(self, lr, rate=0.96, decay_steps=1000, **warmup):
+        super().__init__(**warmup)
+        self.lr = _check_positive(lr, "lr")
+        self.rate = _check_positive(rate, "rate")
+        self.decay_steps = _check_positive(decay_steps, "decay_steps")
+
+    def values(self):
+        return [self.lr, self.rate, self.decay_steps]
+
+    def _config(self):
+        return {"lr": self.lr, "rate": self.rate, "decay_steps": self.decay_steps}
+
+
+class CosineAnnealing(Schedule):
+    """Cosine annealing from lr_max to lr_min over `period` updates (Loshchilov & Hutter 2017).
+
+    restarts=True starts again from lr_max after each period (SGDR), the
+    period growing by t_mult each time; restarts=False stays at lr_min afterwards.
+    """
+    kind = _k.COSINE
+
+    def __init__(self, lr_max, lr_min=0.0, period=1000, restarts=False, t_mult=1.0, **warmup):
+        super().__init__(**warmup)
+        self.lr_max = _check_positive(lr_max, "lr_max")
+        self.lr_min = _check_positive(lr_min, "lr_min", allow_zero=True)
+        if self.lr_min > self.lr_max:
+            raise ValueError(f"lr_min must be <= lr_max, got {lr_min} > {lr_max}")
+        if int(period) != period or period < 1:
+            raise ValueError(f"period must be an integer >= 1, got {period!r}")
+        if restarts and not t_mult >= 1.0:
+            raise ValueError(f"t_mult must be >= 1, got {t_mult!r}")
+        self.period, self.restarts, self.t_mult = int(period), bool(restarts), float(t_mult)
+
+    def values(self):
+        return [self.lr_max, self.lr_min, self.period, self.t_mult if self.restarts else 0.0]
+
+    def _config(self):
+        return {"lr_max": self.lr_max, "lr_min": self.lr_min, "period": self.period,
+                "restarts": self.restarts, "t_mult": self.t_mult}
+
+
+SCHEDULES = {c.__name__: c for c in (Constant, CyclicLR, StepDecay, ExponentialDecay, CosineAnnealing)}
 
 
 def as_schedule(lr):
-    """A Schedule from a number or a Schedule."""
+    """A Schedule from a positive number or a Schedule."""
     if isinstance(lr, Schedule):
         return lr
     return Constant(lr)

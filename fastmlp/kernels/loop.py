@@ -233,15 +233,16 @@ def gather_labels(y, order, pos, n_rows, yb):
 
 @njit(**JIT)
 def train_steps(ops, opf, X, y, order, first, n_steps, batch_size, step0,
-                params, grads, opt_state, bn_run, bn_stats, bn_parts, ws, gws, yb, loss_parts,
-                blocks, seg_l2, opt_kind, opt_hyper, sched_kind, sched_hyper, max_chunks,
-                step_loss, step_acc, step_lr):
+                params, grads, opt_state, opt_scalars, bn_run, bn_stats, bn_parts, ws, gws, yb,
+                loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper, lr_scale,
+                max_chunks, step_loss, step_acc, step_lr):
     """Run n_steps minibatch updates over the rows order[first:] in batches of batch_size.
 
     X (n, n_features), y (n,) int labels; order (n,) a permutation. Mutates params,
     opt_state, bn_run and the workspaces; writes step_loss / step_acc / step_lr[s]
-    for each step s run. step0 is the global update count before the first step
-    (schedules and Adam's bias correction use it). Returns the number of steps
+    for each step s run. step0 is the optimizer's update count before the first
+    step (schedules and bias corrections use it); the learning rate is
+    lr_scale * schedule(step) (lr_scale: reduce-on-plateau's factor). Returns the number of steps
     completed: less than n_steps when a loss was NaN or inf (that step's update
     is not applied, so params keep their last finite values).
     """
@@ -263,10 +264,10 @@ def train_steps(ops, opf, X, y, order, first, n_steps, batch_size, step0,
         step_loss[s] = loss / B
         step_acc[s] = correct / B
         backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc)
-        lr = schedule_lr(sched_kind, sched_hyper, step0 + s)
+        lr = lr_scale * schedule_lr(sched_kind, sched_hyper, np.float64(step0 + s))
         step_lr[s] = lr
         optimizer_step(opt_kind, opt_hyper, lr, step0 + s + 1, params, grads, opt_state,
-                       blocks, seg_l2, nc)
+                       opt_scalars, blocks, seg, nc)
     return n_steps
 
 

@@ -1,108 +1,247 @@
 """Optimizer updates over the flat parameter buffer, one parallel pass per step.
 
-The backward pass leaves one partial gradient per row chunk in
-grads[c, :] (c < n_parts). Each update first folds the partials into grads[0]
-(block by block, while the block is in cache), adds the L2 term 2 * l2 * p of
-the block's segment (DD2424 convention: cost = loss + l2 * ||W||^2), then
-applies the rule. `blocks` (n_blocks, 3) int64 rows are (start, stop, segment);
-`seg_l2` (n_segments,) float64 holds each segment's l2 coefficient.
-Optimizer state `state` (n_slots, n_params) has the same layout as params.
-Kernel codes: SGD = 0 (with momentum / Nesterov), ADAM = 1.
+The backward pass leaves one partial gradient per row chunk in grads[c, :]
+(c < n_parts). For each cache-sized block, `prepare_block` folds the partials
+into grads[0] and adds the penalties and noise of the block's segment; then the
+optimizer family's rule updates params and state (state slots share params'
+layout). `blocks` (n_blocks, 3) int64 rows are (start, stop, segment); `seg`
+(n_segments, 3) float64 rows are (l2, l1, decoupled weight decay).
+
+hyper (float64): [0] noise eta, [1] noise gamma, [2] noise seed, then the
+family's own values (see each kernel). Codes below. `scalars` (float64, 4) is
+per-optimizer scalar state (Nadam's running product of momentum coefficients).
 """
 import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
+from .rng import normal
 
 SGD = 0
 ADAM = 1
+ADAGRAD = 2
+ADADELTA = 3
+RMSPROP = 4
+# Adam family variants (hyper[H0 + 3])
+V_ADAM = 0
+V_AMSGRAD = 1
+V_ADAMAX = 2
+V_NADAM = 3
+H0 = 3  # first family-specific hyper index
 
 
 @njit(**JIT)
-def reduce_block(params, grads, n_parts, start, stop, l2):
-    """grads[0, start:stop] = sum_c grads[c, start:stop] + 2 * l2 * params[start:stop]."""
+def prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step):
+    """grads[0, i] = sum_c grads[c, i] + 2 l2 p_i + l1 sign(p_i) + noise, i in [start, stop).
+
+    L2 follows DD2424 (cost + l2 ||W||^2); L1 adds its subgradient (sign(0) = 0).
+    Gradient noise (Neelakantan et al. 2015): N(0, sigma_t^2) with
+    sigma_t^2 = eta / (1 + t)^gamma, t the 1-based step, drawn from a
+    counter-based generator of (seed, step, i).
+    """
     g = grads[0]
     for c in range(1, n_parts):
         gc = grads[c]
         for i in range(start, stop):
             g[i] += gc[i]
+    t = params.dtype.type
     if l2 != 0.0:
-        two_l2 = params.dtype.type(2.0 * l2)
+        two_l2 = t(2.0 * l2)
         for i in range(start, stop):
             g[i] += two_l2 * params[i]
+    if l1 != 0.0:
+        l1_ = t(l1)
+        for i in range(start, stop):
+            p = params[i]
+            g[i] += l1_ if p > 0 else (-l1_ if p < 0 else t(0))
+    eta = hyper[0]
+    if eta > 0.0:
+        sigma = np.sqrt(eta / (1.0 + step) ** hyper[1])
+        seed = np.int64(hyper[2])
+        for i in range(start, stop):
+            g[i] += t(sigma * normal(seed, step, i))
 
 
-@njit(**JIT_PARALLEL)
-def reduce_gradients(params, grads, blocks, seg_l2, n_parts):
-    """Fold the chunk partials (and L2 term) into grads[0] without updating."""
-    for kb in prange(blocks.shape[0]):
-        reduce_block(params, grads, n_parts, blocks[kb, 0], blocks[kb, 1], seg_l2[blocks[kb, 2]])
+@njit(**JIT)
+def decay_block(params, start, stop, lr, wd):
+    """Decoupled weight decay (Loshchilov & Hutter 2019): p *= 1 - lr * wd."""
+    if wd != 0.0:
+        f = params.dtype.type(1.0 - lr * wd)
+        for i in range(start, stop):
+            params[i] *= f
 
 
-@njit(**JIT_PARALLEL)
-def sgd_step(params, grads, state, blocks, seg_l2, n_parts, lr, momentum, nesterov):
-    """SGD with optional (Nesterov) momentum, PyTorch's form (Sutskever et al. 2013).
-
-    g = grad + 2 l2 p;  without momentum: p -= lr g.
-    With momentum mu: v = mu v + g; p -= lr (g + mu v) if nesterov else lr v.
-    state[0] holds v.
-    """
+@njit(**JIT)
+def sgd_block(params, g, state, start, stop, lr, momentum, nesterov):
+    """SGD (PyTorch's form, Sutskever et al. 2013): v = mu v + g;
+    p -= lr (g + mu v) if nesterov else lr v; plain p -= lr g when mu = 0. state[0] = v."""
     t = params.dtype.type
     lr_, mu = t(lr), t(momentum)
-    for kb in prange(blocks.shape[0]):
-        start, stop = blocks[kb, 0], blocks[kb, 1]
-        reduce_block(params, grads, n_parts, start, stop, seg_l2[blocks[kb, 2]])
-        g = grads[0]
-        if momentum == 0.0:
-            for i in range(start, stop):
-                params[i] -= lr_ * g[i]
+    if momentum == 0.0:
+        for i in range(start, stop):
+            params[i] -= lr_ * g[i]
+        return
+    v = state[0]
+    for i in range(start, stop):
+        vi = mu * v[i] + g[i]
+        v[i] = vi
+        params[i] -= lr_ * (g[i] + mu * vi) if nesterov else lr_ * vi
+
+
+@njit(**JIT)
+def adagrad_block(params, g, state, start, stop, lr, eps):
+    """Adagrad (Duchi et al. 2011; PyTorch): s += g^2; p -= lr g / (sqrt(s) + eps). state[0] = s."""
+    t = params.dtype.type
+    lr_, eps_ = t(lr), t(eps)
+    s = state[0]
+    for i in range(start, stop):
+        si = s[i] + g[i] * g[i]
+        s[i] = si
+        params[i] -= lr_ * g[i] / (np.sqrt(si) + eps_)
+
+
+@njit(**JIT)
+def adadelta_block(params, g, state, start, stop, lr, rho, eps):
+    """Adadelta (Zeiler 2012; PyTorch): v = rho v + (1-rho) g^2;
+    d = sqrt(u + eps) / sqrt(v + eps) g; u = rho u + (1-rho) d^2; p -= lr d.
+    state[0] = v (squared gradients), state[1] = u (squared updates)."""
+    t = params.dtype.type
+    lr_, rho_, c, eps_ = t(lr), t(rho), t(1.0 - rho), t(eps)
+    v = state[0]
+    u = state[1]
+    for i in range(start, stop):
+        vi = rho_ * v[i] + c * g[i] * g[i]
+        d = np.sqrt(u[i] + eps_) / np.sqrt(vi + eps_) * g[i]
+        v[i] = vi
+        u[i] = rho_ * u[i] + c * d * d
+        params[i] -= lr_ * d
+
+
+@njit(**JIT)
+def rmsprop_block(params, g, state, start, stop, lr, rho, eps, momentum, centered):
+    """RMSprop (Tieleman & Hinton 2012; PyTorch): v = rho v + (1-rho) g^2;
+    centered: a = rho a + (1-rho) g, den = sqrt(v - a^2) + eps, else den = sqrt(v) + eps;
+    momentum mu > 0: b = mu b + g / den, p -= lr b; else p -= lr g / den.
+    state[0] = v, state[1] = a (centered), state[2] = b (momentum)."""
+    t = params.dtype.type
+    lr_, rho_, c, eps_, mu = t(lr), t(rho), t(1.0 - rho), t(eps), t(momentum)
+    v = state[0]
+    a = state[1]
+    b = state[2]
+    for i in range(start, stop):
+        gi = g[i]
+        vi = rho_ * v[i] + c * gi * gi
+        v[i] = vi
+        if centered:
+            ai = rho_ * a[i] + c * gi
+            a[i] = ai
+            den = np.sqrt(vi - ai * ai) + eps_
         else:
-            v = state[0]
-            if nesterov:
-                for i in range(start, stop):
-                    vi = mu * v[i] + g[i]
-                    v[i] = vi
-                    params[i] -= lr_ * (g[i] + mu * vi)
-            else:
-                for i in range(start, stop):
-                    vi = mu * v[i] + g[i]
-                    v[i] = vi
-                    params[i] -= lr_ * vi
+            den = np.sqrt(vi) + eps_
+        if momentum != 0.0:
+            bi = mu * b[i] + gi / den
+            b[i] = bi
+            params[i] -= lr_ * bi
+        else:
+            params[i] -= lr_ * gi / den
 
 
-@njit(**JIT_PARALLEL)
-def adam_step(params, grads, state, blocks, seg_l2, n_parts, lr, b1, b2, eps, step):
-    """Adam (Kingma & Ba 2015), PyTorch's documented form; step is 1-based.
+@njit(**JIT)
+def adam_block(params, g, state, start, stop, lr, b1, b2, eps, variant, step, mu_t, mu_next, mu_prod):
+    """Adam family, PyTorch's documented forms; step t is 1-based.
 
-    m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2;
-    p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps).
-    state[0] = m, state[1] = v.
+    m = b1 m + (1-b1) g (all variants). Adam (Kingma & Ba 2015): v = b2 v + (1-b2) g^2,
+    p -= lr/(1-b1^t) m / (sqrt(v)/sqrt(1-b2^t) + eps). AMSGrad (Reddi et al. 2018):
+    v_max = max(v_max, v) replaces v in the denominator. AdaMax (Kingma & Ba 2015,
+    sec. 7): u = max(b2 u, |g| + eps), p -= lr/(1-b1^t) m / u. Nadam (Dozat 2016):
+    den = sqrt(v/(1-b2^t)) + eps, p -= lr (1-mu_t)/(1-prod_t) g/den
+    + lr mu_{t+1}/(1-prod_t mu_{t+1}) m/den, mu_t = b1 (1 - 0.5 0.96^(t psi)).
+    state[0] = m, state[1] = v (u for AdaMax), state[2] = v_max (AMSGrad).
     """
     t = params.dtype.type
-    step_size = t(lr / (1.0 - b1 ** step))
-    inv_sqrt_bc2 = t(1.0 / np.sqrt(1.0 - b2 ** step))
-    b1_, b2_ = t(b1), t(b2)
-    c1, c2 = t(1.0 - b1), t(1.0 - b2)
-    eps_ = t(eps)
-    for kb in prange(blocks.shape[0]):
-        start, stop = blocks[kb, 0], blocks[kb, 1]
-        reduce_block(params, grads, n_parts, start, stop, seg_l2[blocks[kb, 2]])
-        g = grads[0]
-        m = state[0]
-        v = state[1]
+    b1_, b2_, c1, c2, eps_ = t(b1), t(b2), t(1.0 - b1), t(1.0 - b2), t(eps)
+    bc1 = 1.0 - b1 ** step
+    bc2 = 1.0 - b2 ** step
+    m = state[0]
+    v = state[1]
+    if variant == V_ADAMAX:
+        step_size = t(lr / bc1)
+        for i in range(start, stop):
+            gi = g[i]
+            mi = b1_ * m[i] + c1 * gi
+            ui = max(b2_ * v[i], abs(gi) + eps_)
+            m[i] = mi
+            v[i] = ui
+            params[i] -= step_size * mi / ui
+    elif variant == V_NADAM:
+        inv_bc2 = t(1.0 / bc2)
+        cg = t(lr * (1.0 - mu_t) / (1.0 - mu_prod))
+        cm = t(lr * mu_next / (1.0 - mu_prod * mu_next))
         for i in range(start, stop):
             gi = g[i]
             mi = b1_ * m[i] + c1 * gi
             vi = b2_ * v[i] + c2 * gi * gi
             m[i] = mi
             v[i] = vi
+            den = np.sqrt(vi * inv_bc2) + eps_
+            params[i] -= (cg * gi + cm * mi) / den
+    else:
+        step_size = t(lr / bc1)
+        inv_sqrt_bc2 = t(1.0 / np.sqrt(bc2))
+        for i in range(start, stop):
+            gi = g[i]
+            mi = b1_ * m[i] + c1 * gi
+            vi = b2_ * v[i] + c2 * gi * gi
+            m[i] = mi
+            v[i] = vi
+            if variant == V_AMSGRAD:
+                vm = max(state[2, i], vi)
+                state[2, i] = vm
+                vi = vm
             params[i] -= step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps_)
 
 
 @njit(**JIT)
-def optimizer_step(kind, hyper, lr, step, params, grads, state, blocks, seg_l2, n_parts):
-    """Dispatch one update. hyper (float64): SGD (momentum, nesterov); ADAM (b1, b2, eps)."""
+def update_block(kind, hyper, lr, step, params, g, state, start, stop, mu_t, mu_next, mu_prod):
+    """Apply the family `kind` to params[start:stop] with gradient g (prepared)."""
+    h = H0
     if kind == SGD:
-        sgd_step(params, grads, state, blocks, seg_l2, n_parts, lr, hyper[0], hyper[1] != 0.0)
+        sgd_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1] != 0.0)
     elif kind == ADAM:
-        adam_step(params, grads, state, blocks, seg_l2, n_parts, lr, hyper[0], hyper[1], hyper[2], step)
+        adam_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1], hyper[h + 2],
+                   int(hyper[h + 3]), step, mu_t, mu_next, mu_prod)
+    elif kind == ADAGRAD:
+        adagrad_block(params, g, state, start, stop, lr, hyper[h])
+    elif kind == ADADELTA:
+        adadelta_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1])
+    elif kind == RMSPROP:
+        rmsprop_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1], hyper[h + 2],
+                      hyper[h + 3] != 0.0)
+
+
+@njit(**JIT_PARALLEL)
+def reduce_gradients(params, grads, blocks, seg, n_parts, hyper, step):
+    """Fold the chunk partials, penalties and noise into grads[0] without updating."""
+    for kb in prange(blocks.shape[0]):
+        s = blocks[kb, 2]
+        prepare_block(params, grads, n_parts, blocks[kb, 0], blocks[kb, 1], seg[s, 0], seg[s, 1],
+                      hyper, step)
+
+
+@njit(**JIT_PARALLEL)
+def optimizer_step(kind, hyper, lr, step, params, grads, state, scalars, blocks, seg, n_parts):
+    """One update of every parameter (step is the 1-based update count of this optimizer)."""
+    mu_t = mu_next = mu_prod = 0.0
+    if kind == ADAM and int(hyper[H0 + 3]) == V_NADAM:
+        psi = hyper[H0 + 4]
+        b1 = hyper[H0]
+        mu_t = b1 * (1.0 - 0.5 * 0.96 ** (step * psi))
+        mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
+        scalars[0] *= mu_t
+        mu_prod = scalars[0]
+    for kb in prange(blocks.shape[0]):
+        start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
+        prepare_block(params, grads, n_parts, start, stop, seg[s, 0], seg[s, 1], hyper, step)
+        decay_block(params, start, stop, lr, seg[s, 2])
+        update_block(kind, hyper, lr, step, params, grads[0], state, start, stop,
+                     mu_t, mu_next, mu_prod)

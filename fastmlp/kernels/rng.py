@@ -1,0 +1,39 @@
+"""Counter-based random numbers: a value depends only on (seed, counter a, counter b).
+
+So noise and dropout masks do not depend on thread scheduling or chunking.
+splitmix64's finaliser (Steele, Lea & Flood 2014) mixes the counters.
+"""
+import numpy as np
+from numba import njit
+
+from .._config import JIT
+
+_GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+_M1 = np.uint64(0xBF58476D1CE4E5B9)
+_M2 = np.uint64(0x94D049BB133111EB)
+_S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(11)
+_TWO_M53 = 1.0 / 9007199254740992.0  # 2^-53
+
+
+@njit(**JIT)
+def mix64(x):
+    """splitmix64 finaliser: a bijective avalanche of the uint64 x."""
+    z = x + _GOLDEN
+    z = (z ^ (z >> _S30)) * _M1
+    z = (z ^ (z >> _S27)) * _M2
+    return z ^ (z >> _S31)
+
+
+@njit(**JIT)
+def uniform(seed, a, b):
+    """Uniform float64 in (0, 1) for integer counters (seed, a, b)."""
+    h = mix64(mix64(mix64(np.uint64(seed)) ^ np.uint64(a)) ^ np.uint64(b))
+    return (np.float64(h >> _S11) + 0.5) * _TWO_M53
+
+
+@njit(**JIT)
+def normal(seed, a, b):
+    """Standard normal float64 for counters (seed, a, b) (Box-Muller on two uniforms)."""
+    u1 = uniform(seed, a, 2 * b)
+    u2 = uniform(seed, a, 2 * b + 1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)

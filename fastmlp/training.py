@@ -1,0 +1,155 @@
+"""The Python side of fit: buffers for one run, compiled calls per chunk, epoch metrics."""
+import signal
+import threading
+import time
+
+import numpy as np
+
+from .kernels import loop as L
+
+
+class DivergenceError(FloatingPointError):
+    """Training produced a NaN or infinite loss. `.history` holds what was recorded."""
+
+    def __init__(self, message, history=None):
+        super().__init__(message)
+        self.history = history
+
+
+class StopFlag:
+    """While active, Ctrl-C sets `requested` instead of raising (main thread only);
+    a second Ctrl-C raises KeyboardInterrupt at once."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def _handler(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+
+    def __enter__(self):
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handler)
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+class EpochRunner:
+    """Everything one fit needs per compiled call: workspace, partial-gradient
+    buffers, block/segment tables, optimizer and schedule parameters, step records."""
+
+    def __init__(self, model, X, y, batch_size, n_threads):
+        self.model, self.X, self.y = model, X, y
+        self.n = X.shape[0]
+        self.bs = min(batch_size, self.n)
+        self.steps_per_epoch = -(-self.n // self.bs)
+        self.n_chunks = min(n_threads, self.bs)
+        plan, opt = model.plan, model.optimizer
+        self.ws = model._workspace("train", self.bs, self.n_chunks)
+        self.grads = np.zeros((self.n_chunks, plan.n_params), model.dtype)
+        self.blocks = plan.blocks()
+        self.seg = plan.segments(model.l2, 0.0, opt.weight_decay)
+        self.opt_hyper, self.sched_hyper = opt.hyper(), opt.schedule.hyper()
+        self.step_loss = np.zeros(self.steps_per_epoch)
+        self.step_acc = np.zeros(self.steps_per_epoch)
+        self.step_lr = np.zeros(self.steps_per_epoch)
+
+    def run_steps(self, order, first_step, k):
+        """Run k updates starting at step `first_step` of the epoch; returns how many ran."""
+        m, w, s = self.model, self.ws, first_step
+        ran = L.train_steps(
+            w.ops, m.plan.opf, self.X, self.y, order, s * self.bs, k, self.bs, m.opt_step,
+            m.params, self.grads, m.opt_state, m.opt_scalars, m.bn_run, w.bn_stats, w.bn_parts,
+            w.ws, w.gws, w.yb, w.loss_parts, self.blocks, self.seg, m.optimizer.kind,
+            self.opt_hyper, m.optimizer.schedule.kind, self.sched_hyper, m.lr_scale,
+            self.n_chunks, self.step_loss[s:], self.step_acc[s:], self.step_lr[s:])
+        m.step += ran
+        m.opt_step += ran
+        return ran
+
+    def run_epoch(self, order, n_steps, chunk, progress, stop, history, epoch):
+        """Up to n_steps updates in compiled chunks of `chunk`; returns the number done.
+
+        Stops early when Ctrl-C was pressed; raises DivergenceError on a NaN/inf loss.
+        """
+        done = 0
+        try:
+            while done < n_steps and not stop.requested:
+                k = min(chunk, n_steps - done)
+                ran = self.run_steps(order, done, k)
+                done += ran
+                progress.update(ran, loss=float(np.mean(self.step_loss[:done])) if done else None)
+                if ran < k:
+                    m = self.model
+                    raise DivergenceError(
+                        f"training diverged: the loss became NaN or inf at update {m.step + 1} "
+                        f"(epoch {epoch + 1}, step {done + 1}); the weights are kept at their "
+                        f"last finite values. Try a smaller learning rate, a smaller l2, or "
+                        f"batch normalisation.", history)
+        finally:
+            for key, values in (("loss", self.step_loss), ("accuracy", self.step_acc),
+                                ("lr", self.step_lr)):
+                history.steps[key].extend(values[:done].tolist())
+        return done
+
+    def epoch_metrics(self, done):
+        """Size-weighted mean loss/accuracy over the epoch's `done` updates, cost, last lr."""
+        sizes = np.full(done, self.bs, np.float64)
+        if done == self.steps_per_epoch:
+            sizes[-1] = self.n - self.bs * (self.steps_per_epoch - 1)
+        seen = sizes.sum()
+        loss = float(np.dot(self.step_loss[:done], sizes) / seen)
+        return {"loss": loss, "accuracy": float(np.dot(self.step_acc[:done], sizes) / seen),
+                "cost": loss + self.model.penalty(), "lr": float(self.step_lr[done - 1])}
+
+
+def train(model, X, y, Xv, yv, epochs, batch_size, shuffle, seed, verbose, n_threads, history,
+          total_updates, callbacks):
+    """Run fit's loop: epochs (or exactly total_updates updates), callbacks between epochs."""
+    from .progress import Progress
+    run = EpochRunner(model, X, y, batch_size, n_threads)
+    history.initial = model._metrics(X, y, Xv, yv, run.n_chunks)
+    remaining = epochs * run.steps_per_epoch if total_updates is None else total_updates
+    # ~20 progress updates per epoch when verbose; one compiled call per epoch otherwise
+    chunk = max(1, run.steps_per_epoch // 20) if verbose else run.steps_per_epoch
+    progress = Progress(remaining, verbose)
+    model.stop_training = False
+    for cb in callbacks:
+        cb.on_train_begin(model)
+    stop = StopFlag()
+    try:
+        with stop:
+            while remaining > 0 and not (stop.requested or model.stop_training):
+                epoch = model.epochs_done
+                t0 = time.perf_counter()
+                order = (np.random.default_rng([seed, epoch]).permutation(run.n) if shuffle
+                         else np.arange(run.n))
+                todo = min(run.steps_per_epoch, remaining)
+                done = run.run_epoch(order, todo, chunk, progress, stop, history, epoch)
+                remaining -= done
+                if done < todo:  # interrupted mid-epoch
+                    break
+                metrics = run.epoch_metrics(done)
+                if Xv is not None:
+                    metrics.update({"val_" + k: v for k, v in
+                                    model._evaluate_arrays(Xv, yv, 1024, run.n_chunks).items()})
+                metrics["time"] = time.perf_counter() - t0
+                history.append_epoch(epoch, metrics)
+                model.epochs_done += 1
+                progress.epoch_end(epoch, metrics)
+                for cb in callbacks:
+                    cb.on_epoch_end(model, epoch, metrics)
+    finally:
+        progress.close()
+        for cb in callbacks:
+            cb.on_train_end(model)
+    if stop.requested:
+        history.interrupted = True
+        print(f"fastmlp: training interrupted after {model.step} updates; "
+              f"history and weights kept up to the last completed step")
