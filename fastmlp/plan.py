@@ -59,12 +59,9 @@ class Plan:
         return int(sum(self.widths)) * batch_size
 
     def blocks(self):
-        """(n_blocks, 3) int64 rows (start, stop, entry index) covering params in BLOCK pieces."""
-        out = []
-        for idx, e in enumerate(self.entries):
-            for s in range(e.offset, e.offset + e.size, BLOCK):
-                out.append((s, min(s + BLOCK, e.offset + e.size), idx))
-        return np.array(out, dtype=np.int64).reshape(-1, 3)
+        """(n_blocks, 3) int64 rows (start, stop, entry index) covering params in BLOCK pieces,
+        in parameter order (each op's arrays are a contiguous run, see op fields F_B0/F_B1)."""
+        return _blocks(self.entries)
 
     def segments(self, l2=0.0, l1=0.0, weight_decay=0.0):
         """(n_entries, 3) float64 rows (l2, l1, decoupled weight decay) per trainable array.
@@ -73,6 +70,27 @@ class Plan:
         """
         rows = [(l2, l1, weight_decay) if e.name == "W" else (0.0, 0.0, 0.0) for e in self.entries]
         return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+
+def _blocks(entries):
+    out = []
+    for idx, e in enumerate(entries):
+        for s in range(e.offset, e.offset + e.size, BLOCK):
+            out.append((s, min(s + BLOCK, e.offset + e.size), idx))
+    return np.array(out, dtype=np.int64).reshape(-1, 3)
+
+
+def _set_op_blocks(ops, entries):
+    """Fill F_B0/F_B1: the block range holding each op's parameters (empty if none)."""
+    blocks = _blocks(entries)
+    for row in ops:
+        row[L.F_B0] = row[L.F_B1] = 0
+        if row[L.F_KIND] in (L.OP_DENSE, L.OP_BN):
+            lo = min(row[L.F_P0], row[L.F_P1])
+            width = row[L.F_NOUT]
+            hi = max(row[L.F_P0], row[L.F_P1]) + width
+            inside = np.nonzero((blocks[:, 0] >= lo) & (blocks[:, 1] <= hi))[0]
+            row[L.F_B0], row[L.F_B1] = inside[0], inside[-1] + 1
 
 
 def _fused_activation(layers, i):
@@ -155,5 +173,6 @@ def compile_layers(layers, n_features):
             i += 1
         op_layers.append(i)
         i += 1
+    _set_op_blocks(ops, entries)
     return Plan(np.array(ops), np.array(opf), widths, entries, n_params, n_run, n_stats,
                 bn_layers, dims, op_layers)

@@ -18,7 +18,7 @@ from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
 from .dense import dense_backward, dense_forward
 from .activations import act_backward, act_forward
 from .losses import softmax_xent
-from .optim import optimizer_step
+from .optim import step_scalars, update_blocks
 from .schedule import schedule_lr
 
 # op kinds
@@ -40,7 +40,9 @@ F_AUX = 8      # workspace base of x_hat (bn)
 F_STATE = 9    # bn: offset of running mean in bn_run (running var follows)
 F_STAT = 10    # bn: offset of batch mean in bn_stats (inv_std follows); of sums in bn_parts
 F_NEED_DX = 11 # 1 if the gradient wrt the input is needed
-N_FIELDS = 12
+F_B0 = 12      # the op's parameters are optimizer blocks F_B0 .. F_B1 - 1
+F_B1 = 13
+N_FIELDS = 14
 # float fields
 G_ALPHA = 0
 G_EPS = 1
@@ -217,11 +219,31 @@ def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks
 def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
     """Backpropagate from the head's gradient in gws; partial grads into grads[c] per chunk."""
     for k in range(ops.shape[0] - 2, -1, -1):
-        for c in prange(n_chunks):
-            r0, r1 = chunk_rows(n_rows, n_chunks, c)
-            backward_chunk(ops, opf, k, params, grads[c], ws, gws, r0, r1)
-        if ops[k, F_KIND] == OP_BN and ops[k, F_NEED_DX] != 0:
-            bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
+        backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
+
+
+@njit(**JIT_PARALLEL)
+def backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
+    """Backward of op k over all chunks: parameter partials and the input gradient."""
+    for c in prange(n_chunks):
+        r0, r1 = chunk_rows(n_rows, n_chunks, c)
+        backward_chunk(ops, opf, k, params, grads[c], ws, gws, r0, r1)
+    if ops[k, F_KIND] == OP_BN and ops[k, F_NEED_DX] != 0:
+        bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
+
+
+@njit(**JIT_PARALLEL)
+def backward_update_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks,
+                         opt_kind, opt_hyper, lr, step, opt_state, blocks, seg,
+                         mu_t, mu_next, mu_prod):
+    """backward_pass fused with the update: each op's parameters are updated right after
+    its backward, while its gradient partials are still in cache (the op's own
+    parameters are not read again by the ops below it)."""
+    for k in range(ops.shape[0] - 2, -1, -1):
+        backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
+        if ops[k, F_B1] > ops[k, F_B0]:
+            update_blocks(opt_kind, opt_hyper, lr, step, params, grads, opt_state, blocks,
+                          ops[k, F_B0], ops[k, F_B1], seg, n_chunks, mu_t, mu_next, mu_prod)
 
 
 @njit(**JIT)
@@ -263,11 +285,12 @@ def train_steps(ops, opf, X, y, order, first, n_steps, batch_size, step0,
             return s
         step_loss[s] = loss / B
         step_acc[s] = correct / B
-        backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc)
         lr = lr_scale * schedule_lr(sched_kind, sched_hyper, np.float64(step0 + s))
         step_lr[s] = lr
-        optimizer_step(opt_kind, opt_hyper, lr, step0 + s + 1, params, grads, opt_state,
-                       opt_scalars, blocks, seg, nc)
+        t = step0 + s + 1
+        mu_t, mu_next, mu_prod = step_scalars(opt_kind, opt_hyper, t, opt_scalars)
+        backward_update_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc, opt_kind,
+                             opt_hyper, lr, t, opt_state, blocks, seg, mu_t, mu_next, mu_prod)
     return n_steps
 
 

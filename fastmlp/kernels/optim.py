@@ -228,20 +228,35 @@ def reduce_gradients(params, grads, blocks, seg, n_parts, hyper, step):
                       hyper, step)
 
 
-@njit(**JIT_PARALLEL)
-def optimizer_step(kind, hyper, lr, step, params, grads, state, scalars, blocks, seg, n_parts):
-    """One update of every parameter (step is the 1-based update count of this optimizer)."""
-    mu_t = mu_next = mu_prod = 0.0
+@njit(**JIT)
+def step_scalars(kind, hyper, step, scalars):
+    """Per-step scalars (mu_t, mu_next, mu_prod) of Nadam; advances scalars[0] = prod mu_i.
+    Zeros for the other optimizers. Call once per update, before any block update."""
     if kind == ADAM and int(hyper[H0 + 3]) == V_NADAM:
         psi = hyper[H0 + 4]
         b1 = hyper[H0]
         mu_t = b1 * (1.0 - 0.5 * 0.96 ** (step * psi))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
         scalars[0] *= mu_t
-        mu_prod = scalars[0]
-    for kb in prange(blocks.shape[0]):
+        return mu_t, mu_next, scalars[0]
+    return 0.0, 0.0, 0.0
+
+
+@njit(**JIT_PARALLEL)
+def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, b0, b1, seg, n_parts,
+                  mu_t, mu_next, mu_prod):
+    """Update the parameters of blocks b0..b1-1 (one op's arrays, or all of them)."""
+    for kb in prange(b0, b1):
         start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
         prepare_block(params, grads, n_parts, start, stop, seg[s, 0], seg[s, 1], hyper, step)
         decay_block(params, start, stop, lr, seg[s, 2])
         update_block(kind, hyper, lr, step, params, grads[0], state, start, stop,
                      mu_t, mu_next, mu_prod)
+
+
+@njit(**JIT)
+def optimizer_step(kind, hyper, lr, step, params, grads, state, scalars, blocks, seg, n_parts):
+    """One update of every parameter (step is the 1-based update count of this optimizer)."""
+    mu_t, mu_next, mu_prod = step_scalars(kind, hyper, step, scalars)
+    update_blocks(kind, hyper, lr, step, params, grads, state, blocks, 0, blocks.shape[0], seg,
+                  n_parts, mu_t, mu_next, mu_prod)
