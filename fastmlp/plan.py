@@ -47,12 +47,22 @@ class Plan:
     def n_classes(self):
         return int(self.ops[-1, L.F_NIN])
 
-    def ops_for_batch(self, batch_size):
-        """Op table with buffer ids replaced by workspace offsets for `batch_size` rows."""
+    def ops_for_batch(self, batch_size, n_chunks=1):
+        """Op table for `batch_size` rows split into n_chunks: buffer ids become workspace
+        offsets, and each dense op picks how dW is computed (F_TILED).
+
+        Tiled (row tiles of W from the transposed input, no per-chunk dW partials)
+        when writing and re-reading n_chunks - 1 extra partials of W (n_in * n_out
+        each) costs more than transposing the input (batch_size * n_in):
+        n_out * (n_chunks - 1) >= batch_size.
+        """
         bases = np.concatenate([[0], np.cumsum(self.widths)[:-1]]) * batch_size
         ops = self.ops.copy()
         for f in (L.F_IN, L.F_OUT, L.F_AUX):
             ops[:, f] = np.where(self.ops[:, f] >= 0, bases[np.maximum(self.ops[:, f], 0)], -1)
+        dense = ops[:, L.F_KIND] == L.OP_DENSE
+        tiled = dense & (n_chunks > 1) & (ops[:, L.F_NOUT] * (n_chunks - 1) >= batch_size)
+        ops[:, L.F_TILED] = tiled.astype(np.int64)
         return ops
 
     def workspace_size(self, batch_size):
@@ -146,6 +156,7 @@ def compile_layers(layers, n_features):
             d_out = layer.output_dim(d)
             if isinstance(layer, Dense):
                 row[L.F_KIND] = L.OP_DENSE
+                row[L.F_AUX] = new_buffer(d)  # the transposed input (n_in, B) for tiled dW
             else:
                 row[L.F_KIND] = L.OP_BN
                 row[L.F_AUX] = new_buffer(d)

@@ -15,10 +15,11 @@ from numba import njit, prange
 from .._config import JIT, JIT_PARALLEL
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
                         bn_normalize, bn_partial_stats, bn_running_stats)
-from .dense import dense_backward, dense_forward
+from .dense import dense_backward, dense_backward_rows, dense_forward
 from .activations import act_backward, act_forward
 from .losses import softmax_xent
-from .optim import step_scalars, update_blocks
+from .optim import (decay_block, prepare_block, step_scalars, update_block,
+                    update_blocks)
 from .schedule import schedule_lr
 
 # op kinds
@@ -42,7 +43,9 @@ F_STAT = 10    # bn: offset of batch mean in bn_stats (inv_std follows); of sums
 F_NEED_DX = 11 # 1 if the gradient wrt the input is needed
 F_B0 = 12      # the op's parameters are optimizer blocks F_B0 .. F_B1 - 1
 F_B1 = 13
-N_FIELDS = 14
+F_TILED = 14   # dense: 1 = dW by row tiles of W from the transposed input (in F_AUX)
+N_FIELDS = 15
+TILE_ELEMS = 16384  # gradient elements per dW row tile (64 KiB in float32)
 # float fields
 G_ALPHA = 0
 G_EPS = 1
@@ -173,7 +176,7 @@ def loss_pass(ops, ws, gws, yb, n_rows, n_chunks, loss_parts, write_grad):
 
 
 @njit(**JIT)
-def backward_chunk(ops, opf, k, params, grads_c, ws, gws, r0, r1):
+def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1):
     """Backward of op k on rows r0:r1; parameter gradients go to this chunk's grads_c."""
     kind = ops[k, F_KIND]
     n_in, n_out, act = ops[k, F_NIN], ops[k, F_NOUT], ops[k, F_ACT]
@@ -181,7 +184,12 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, r0, r1):
     p0, p1 = ops[k, F_P0], ops[k, F_P1]
     A = rows(ws, ops[k, F_OUT], n_out, r0, r1)
     dA = rows(gws, ops[k, F_OUT], n_out, r0, r1)
-    if kind == OP_DENSE:
+    if kind == OP_DENSE and ops[k, F_TILED] != 0:
+        dense_backward_rows(rows(ws, ops[k, F_IN], n_in, r0, r1), mat(params, p0, n_in, n_out),
+                            A, dA, grads_c[p1: p1 + n_out], rows(gws, ops[k, F_IN], n_in, r0, r1),
+                            mat(ws, ops[k, F_AUX], n_in, n_rows), r0, act, alpha,
+                            ops[k, F_NEED_DX] != 0)
+    elif kind == OP_DENSE:
         dense_backward(rows(ws, ops[k, F_IN], n_in, r0, r1), mat(params, p0, n_in, n_out), A, dA,
                        mat(grads_c, p0, n_in, n_out), grads_c[p1: p1 + n_out],
                        rows(gws, ops[k, F_IN], n_in, r0, r1), act, alpha, ops[k, F_NEED_DX] != 0)
@@ -218,8 +226,14 @@ def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks
 @njit(**JIT_PARALLEL)
 def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
     """Backpropagate from the head's gradient in gws; partial grads into grads[c] per chunk."""
+    no_hyper = np.zeros(0)
+    no_blocks = np.zeros((0, 3), np.int64)
+    no_seg = np.zeros((0, 3))
     for k in range(ops.shape[0] - 2, -1, -1):
         backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
+        if ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != 0:
+            dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks, False, 0,
+                               no_hyper, 0.0, 1, grads, no_blocks, no_seg, 0.0, 0.0, 0.0)
 
 
 @njit(**JIT_PARALLEL)
@@ -227,9 +241,56 @@ def backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
     """Backward of op k over all chunks: parameter partials and the input gradient."""
     for c in prange(n_chunks):
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
-        backward_chunk(ops, opf, k, params, grads[c], ws, gws, r0, r1)
+        backward_chunk(ops, opf, k, params, grads[c], ws, gws, n_rows, r0, r1)
     if ops[k, F_KIND] == OP_BN and ops[k, F_NEED_DX] != 0:
         bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
+    if ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != 0:
+        fold_chunk_sums(grads, ops[k, F_P1], ops[k, F_NOUT], n_chunks)
+
+
+@njit(**JIT)
+def fold_chunk_sums(grads, offset, size, n_chunks):
+    """grads[0, offset:offset+size] += grads[c, ...] for c >= 1, which are then zeroed
+    (so a later fold over all chunks adds nothing twice)."""
+    for c in range(1, n_chunks):
+        for i in range(offset, offset + size):
+            grads[0, i] += grads[c, i]
+            grads[c, i] = 0
+
+
+@njit(**JIT)
+def tile_rows(n_in, n_out, n_chunks):
+    """Rows of W per dW tile: about TILE_ELEMS gradient entries, >= 2 tiles per thread."""
+    per = max(1, min(n_in, TILE_ELEMS // max(n_out, 1)))
+    while per > 8 and (n_in + per - 1) // per < 2 * n_chunks:
+        per //= 2
+    return per
+
+
+@njit(**JIT_PARALLEL)
+def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks, update,
+                       opt_kind, opt_hyper, lr, step, opt_state, blocks, seg,
+                       mu_t, mu_next, mu_prod):
+    """dW of tiled dense op k by row tiles: dW[i0:i1] = XT[i0:i1] @ dZ, written to grads[0]
+    (no chunk partials); with `update`, each tile is updated while it is in cache."""
+    n_in, n_out = ops[k, F_NIN], ops[k, F_NOUT]
+    pw = ops[k, F_P0]
+    XT = mat(ws, ops[k, F_AUX], n_in, n_rows)
+    dZ = rows(gws, ops[k, F_OUT], n_out, 0, n_rows)
+    per = tile_rows(n_in, n_out, n_chunks)
+    n_tiles = (n_in + per - 1) // per
+    s = blocks[ops[k, F_B0], 2]  # segment of W
+    g = grads[0]
+    for t in prange(n_tiles):
+        i0 = t * per
+        i1 = min(i0 + per, n_in)
+        start, stop = pw + i0 * n_out, pw + i1 * n_out
+        np.dot(XT[i0:i1], dZ, g[start:stop].reshape((i1 - i0, n_out)))
+        if update:
+            prepare_block(params, grads, 1, start, stop, seg[s, 0], seg[s, 1], opt_hyper, step)
+            decay_block(params, start, stop, lr, seg[s, 2])
+            update_block(opt_kind, opt_hyper, lr, step, params, g, opt_state, start, stop,
+                         mu_t, mu_next, mu_prod)
 
 
 @njit(**JIT_PARALLEL)
@@ -241,9 +302,16 @@ def backward_update_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_c
     parameters are not read again by the ops below it)."""
     for k in range(ops.shape[0] - 2, -1, -1):
         backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
-        if ops[k, F_B1] > ops[k, F_B0]:
+        b0, b1 = ops[k, F_B0], ops[k, F_B1]
+        if ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != 0:
+            dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks, True, opt_kind,
+                               opt_hyper, lr, step, opt_state, blocks, seg, mu_t, mu_next, mu_prod)
+            b0 = b1 - 1  # W is done; its bias (the op's last block) is left, already folded
             update_blocks(opt_kind, opt_hyper, lr, step, params, grads, opt_state, blocks,
-                          ops[k, F_B0], ops[k, F_B1], seg, n_chunks, mu_t, mu_next, mu_prod)
+                          b0, b1, seg, 1, mu_t, mu_next, mu_prod)
+        elif b1 > b0:
+            update_blocks(opt_kind, opt_hyper, lr, step, params, grads, opt_state, blocks,
+                          b0, b1, seg, n_chunks, mu_t, mu_next, mu_prod)
 
 
 @njit(**JIT)
