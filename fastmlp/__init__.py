@@ -27,3 +27,17 @@ __all__ = [
     "DivergenceError", "History", "Layer", "LeakyReLU", "Linear", "Model", "Optimizer", "ReLU",
     "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "check_gradients", "get_num_threads", "set_num_threads",
 ]
+
+# Saving/loading, the run report; plots (matplotlib) load on first use: fm.plots.plot_history(...)
+from .persistence import load_model, save_model
+from .report import report
+
+load = load_model
+__all__ += ["load", "load_model", "plots", "report", "save_model"]
+
+
+def __getattr__(name):
+    if name == "plots":
+        import importlib
+        return importlib.import_module(".plots", __name__)
+    raise AttributeError(f"module 'fastmlp' has no attribute {name!r}")

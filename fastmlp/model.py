@@ -18,7 +18,7 @@ class _Workspace:
 
     def __init__(self, plan, batch_size, n_chunks, dtype):
         self.batch_size, self.n_chunks = batch_size, n_chunks
-        self.ops = plan.ops_for_batch(batch_size)
+        self.ops = plan.ops_for_batch(batch_size, n_chunks)
         size = plan.workspace_size(batch_size)
         self.ws = np.zeros(size, dtype)
         self.gws = np.zeros(size, dtype)
@@ -329,6 +329,7 @@ class Sequential:
             self.l2 = float(l2)
         shuffle_seed = self.seed if seed is None else seed
         history = History({"epochs": epochs, "batch_size": batch_size, "l2": self.l2,
+                           "shuffle": bool(shuffle),
                            "optimizer": repr(self.optimizer), "n_samples": X.shape[0],
                            "seed": shuffle_seed})
         self.history = history
@@ -366,3 +367,8 @@ class Sequential:
 
     def __repr__(self):
         return f"Sequential({self.layers!r}, dtype={self.dtype.name})"
+
+    def save(self, path):
+        """Save the whole model as one .npz file (see fastmlp.persistence); fm.load(path) reads it."""
+        from .persistence import save_model
+        return save_model(self, path)

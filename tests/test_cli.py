@@ -1,0 +1,107 @@
+"""`python -m fastmlp` end to end on the bundled MNIST subset (tiny nets, one epoch)."""
+import re
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import fastmlp as fm
+from fastmlp.__main__ import build_parser, load_dataset, main
+
+TINY = ["--epochs", "1", "--hidden", "16", "--quiet", "--threads", "1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run") / "out"
+    rc = main(["train", *TINY, "--out", str(out), "--l2", "0.001", "--cyclic",
+               "--step-size", "30"])
+    assert rc == 0
+    return out
+
+
+def test_train_writes_plot_report_and_model(trained, capsys):
+    assert sorted(p.name for p in trained.iterdir()) == ["learning_curves.png", "model.npz",
+                                                         "report.md"]
+    png = (trained / "learning_curves.png").read_bytes()
+    assert png[:4] == b"\x89PNG" and len(png) > 5000
+    report = (trained / "report.md").read_text()
+    assert re.search(r"hidden layers:\s+16\n", report)
+    assert "CyclicLR(eta_min=1e-05, eta_max=0.1, step_size=30" in report
+    assert re.search(r"lambda \(l2\):\s+0\.001\n", report)
+    model = fm.load(trained / "model.npz")
+    assert model.epochs_done == 1 and model.history.params["data"] == "mnist"
+    (Xtr, ytr), _, (Xte, yte) = load_dataset("mnist", None, None)
+    test = model.evaluate(Xte, yte)
+    row = next(l for l in report.splitlines() if l.startswith("| test |"))
+    assert f"{100 * test['accuracy']:.2f}%" in row and test["accuracy"] > 0.5
+
+
+def test_evaluate_prints_the_test_metrics(trained, capsys):
+    capsys.readouterr()
+    assert main(["evaluate", str(trained / "model.npz"), "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    model = fm.load(trained / "model.npz")
+    _, _, (Xte, yte) = load_dataset("mnist", None, None)
+    m = model.evaluate(Xte, yte)
+    assert "mnist test (2000 samples)" in out
+    assert f"loss {m['loss']:.4f}  cost {m['cost']:.4f}  accuracy {m['accuracy']:.4f}" in out
+    assert main(["evaluate", str(trained / "model.npz"), "--split", "val", "--threads", "1"]) == 0
+    assert "val (800 samples)" in capsys.readouterr().out
+
+
+def test_evaluate_rejects_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"nope")
+    with pytest.raises(ValueError, match="bad.npz"):
+        main(["evaluate", str(bad)])
+
+
+def test_gradcheck_prints_the_table(capsys):
+    assert main(["gradcheck", "--hidden", "6", "5", "--offset", "300", "--features", "6",
+                 "--samples", "10", "--l2", "0.01", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| layer | param | shape |" in out
+    for row in ("| 0 | W | 6x6 |", "| 1 | gamma | 6 |", "| 4 | beta | 5 |", "| 6 | W | 5x10 |"):
+        assert row in out
+    worst = float(re.search(r"max relative error: (\S+)", out).group(1))
+    assert worst < 1e-2      # near-zero gradients (b before BN) sit at the 1e-8 floor
+    w_errors = [float(m) for m in re.findall(r"\| \d+ \| (?:W|gamma|beta) \| \S+ \| \d+ \| (\S+)", out)]
+    assert max(w_errors) < 1e-5
+
+
+def test_gradcheck_without_bn_warns_on_constant_features(capsys):
+    assert main(["gradcheck", "--hidden", "4", "--no-bn", "--samples", "5",
+                 "--max-entries", "3", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "are constant" in out and "| 2 | W | 4x10 |" in out
+
+
+def test_no_output_folder_when_out_is_empty(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", *TINY, "--epochs", "0", "--out", ""]) == 0
+    assert list(tmp_path.iterdir()) == []
+    assert "## Model parameters" in capsys.readouterr().out
+
+
+def test_help_documents_every_option():
+    parser = build_parser()
+    subparsers = next(a for a in parser._actions if a.dest == "command").choices
+    assert set(subparsers) == {"train", "evaluate", "gradcheck"}
+    for name, sub in subparsers.items():
+        for action in sub._actions:
+            assert action.help, f"{name} {action.option_strings or action.dest} has no help"
+    text = subparsers["train"].format_help()
+    for option in ("--out", "--compare", "--cyclic", "--hidden", "--bn"):
+        assert option in text
+    text = subparsers["gradcheck"].format_help()
+    for option in ("--features", "--samples", "--hidden", "--bn", "--l2"):
+        assert option in text
+
+
+def test_module_entry_point_runs(tmp_path):
+    """`python -m fastmlp --help` in a fresh interpreter (the README's entry point)."""
+    result = subprocess.run([sys.executable, "-m", "fastmlp", "train", "--help"],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and "--out DIR" in result.stdout
