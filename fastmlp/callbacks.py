@@ -48,26 +48,37 @@ class _Monitor(Callback):
 
 class ReduceLROnPlateau(_Monitor):
     """Multiply the learning rate by `factor` when `monitor` has not improved by
-    min_delta for `patience` epochs (then wait `cooldown` epochs); never below min_lr
-    relative scale (min_scale)."""
+    min_delta for `patience` epochs; then wait `cooldown` epochs (not counted towards
+    patience) before resuming normal operation, as Keras does; the scale never goes
+    below min_scale (a factor on the schedule, in [0, 1])."""
 
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_delta=1e-4, cooldown=0,
                  min_scale=0.0, mode="auto"):
         super().__init__(monitor, mode, min_delta, patience)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
+        if int(cooldown) != cooldown or cooldown < 0:
+            raise ValueError(f"cooldown must be an integer >= 0, got {cooldown!r}")
+        if not 0.0 <= min_scale <= 1.0:
+            raise ValueError(f"min_scale must be in [0, 1], got {min_scale!r}")
         self.factor, self.cooldown, self.min_scale = float(factor), int(cooldown), float(min_scale)
         self._cool = 0
+
+    def on_train_begin(self, model):
+        self.best, self.wait, self._cool = None, 0, 0
 
     def on_epoch_end(self, model, epoch, logs):
         value = self._value(logs)
         if self._cool > 0:
             self._cool -= 1
+            self.wait = 0
         if self._improved(value):
             self.best, self.wait = value, 0
             return
+        if self._cool > 0:
+            return
         self.wait += 1
-        if self.wait > self.patience - 1 and self._cool == 0:
+        if self.wait >= self.patience:
             model.lr_scale = max(model.lr_scale * self.factor, self.min_scale)
             self.wait, self._cool = 0, self.cooldown
 

@@ -276,7 +276,8 @@ class Sequential:
         validation_data=(X_val, y_val), or validation_split: the last fraction of
         the rows (before shuffling) held out. seed: shuffling (and the initial
         weights when the model is unbuilt and was created without a seed). verbose=1: a tqdm progress bar.
-        schedule: a learning-rate schedule replacing the optimizer's lr.
+        schedule: a learning-rate schedule replacing the optimizer's lr (it is set
+        on the optimizer object, which keeps it for later fits, as Keras does).
         cycles: with a cyclic schedule, train exactly 2 * step_size * cycles updates
         (the last epoch may be partial); epochs then defaults to what that needs
         (a schedule created with cycles=k does the same when epochs is None).
