@@ -248,7 +248,7 @@ class Sequential:
             _, _, n_parts = L.loss_and_gradients(w.ops, self.plan.opf, X, y, self.params, grads,
                                                  self.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws,
                                                  w.yb, w.loss_parts, n)
-            reduce_gradients(self.params, grads, self.plan.blocks(), self.plan.segments(l2),
+            reduce_gradients(self.params, grads, self.plan.blocks(w.ops), self.plan.segments(l2),
                              n_parts, np.zeros(3), 1)
         return [self._view(e, grads[0]).copy() for e in self.plan.entries]
 

@@ -81,7 +81,7 @@ class Optimizer:
         """
         params = np.ascontiguousarray(params)
         grads = np.ascontiguousarray(grad, dtype=params.dtype).reshape(1, -1).copy()
-        blocks = np.array([[0, params.size, 0]], dtype=np.int64)
+        blocks = np.array([[0, params.size, 0, 1]], dtype=np.int64)
         seg = np.array([[0.0, 0.0, self.weight_decay]])
         lr = self.schedule(t - 1)
         _k.optimizer_step(self.kind, self.hyper(), lr, t, params, grads, state, scalars,

@@ -53,7 +53,7 @@ class EpochRunner:
         plan, opt = model.plan, model.optimizer
         self.ws = model._workspace("train", self.bs, self.n_chunks)
         self.grads = np.zeros((self.n_chunks, plan.n_params), model.dtype)
-        self.blocks = plan.blocks()
+        self.blocks = plan.blocks(self.ws.ops)
         self.seg = plan.segments(model.l2, 0.0, opt.weight_decay)
         self.opt_hyper, self.sched_hyper = opt.hyper(), opt.schedule.hyper()
         self.step_loss = np.zeros(self.steps_per_epoch)

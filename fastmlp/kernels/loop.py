@@ -18,8 +18,7 @@ from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
 from .dense import dense_backward, dense_backward_rows, dense_forward
 from .activations import act_backward, act_forward
 from .losses import softmax_xent
-from .optim import (decay_block, prepare_block, step_scalars, update_block,
-                    update_blocks)
+from .optim import step_scalars, update_blocks
 from .schedule import schedule_lr
 
 # op kinds
@@ -41,11 +40,9 @@ F_AUX = 8      # workspace base of x_hat (bn)
 F_STATE = 9    # bn: offset of running mean in bn_run (running var follows)
 F_STAT = 10    # bn: offset of batch mean in bn_stats (inv_std follows); of sums in bn_parts
 F_NEED_DX = 11 # 1 if the gradient wrt the input is needed
-F_B0 = 12      # the op's parameters are optimizer blocks F_B0 .. F_B1 - 1
-F_B1 = 13
-F_TILED = 14   # dense: 1 = dW by row tiles of W from the transposed input (in F_AUX)
-N_FIELDS = 15
-TILE_ELEMS = 16384  # gradient elements per dW row tile (64 KiB in float32)
+F_SEG = 12     # dense: segment index of W (its row in the penalty table)
+F_TILED = 13   # dense: 1 = dW by row tiles of W from the transposed input (in F_AUX)
+N_FIELDS = 14
 # float fields
 G_ALPHA = 0
 G_EPS = 1
@@ -223,17 +220,14 @@ def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks
                        gamma, inv_std, dgamma, dbeta, n_rows, rows(gws, ops[k, F_IN], d, r0, r1))
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
-    """Backpropagate from the head's gradient in gws; partial grads into grads[c] per chunk."""
-    no_hyper = np.zeros(0)
-    no_blocks = np.zeros((0, 3), np.int64)
-    no_seg = np.zeros((0, 3))
+    """Backpropagate from the head's gradient in gws. Parameter gradients: per-chunk
+    partials in grads[c], except the W of tiled dense ops (complete in grads[0])."""
     for k in range(ops.shape[0] - 2, -1, -1):
         backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
         if ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != 0:
-            dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks, False, 0,
-                               no_hyper, 0.0, 1, grads, no_blocks, no_seg, 0.0, 0.0, 0.0)
+            dense_weight_tiles(ops, k, grads, ws, gws, n_rows, n_chunks)
 
 
 @njit(**JIT_PARALLEL)
@@ -259,59 +253,28 @@ def fold_chunk_sums(grads, offset, size, n_chunks):
 
 
 @njit(**JIT)
-def tile_rows(n_in, n_out, n_chunks):
-    """Rows of W per dW tile: about TILE_ELEMS gradient entries, >= 2 tiles per thread."""
-    per = max(1, min(n_in, TILE_ELEMS // max(n_out, 1)))
-    while per > 8 and (n_in + per - 1) // per < 2 * n_chunks:
-        per //= 2
-    return per
+def tile_rows(n_in, n_chunks):
+    """Rows of W per dW tile: one tile per thread. Smaller tiles would be more
+    cache-local, but BLAS re-packs the whole dZ operand on every call (measured:
+    16 tiles of 32 rows made a 512-wide layer's backward 50% slower at batch 256)."""
+    return (n_in + n_chunks - 1) // n_chunks
 
 
 @njit(**JIT_PARALLEL)
-def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks, update,
-                       opt_kind, opt_hyper, lr, step, opt_state, blocks, seg,
-                       mu_t, mu_next, mu_prod):
-    """dW of tiled dense op k by row tiles: dW[i0:i1] = XT[i0:i1] @ dZ, written to grads[0]
-    (no chunk partials); with `update`, each tile is updated while it is in cache."""
+def dense_weight_tiles(ops, k, grads, ws, gws, n_rows, n_chunks):
+    """dW of tiled dense op k by row tiles, dW[i0:i1] = XT[i0:i1] @ dZ, straight into
+    grads[0] (no chunk partials, so nothing to write twice and fold later)."""
     n_in, n_out = ops[k, F_NIN], ops[k, F_NOUT]
     pw = ops[k, F_P0]
     XT = mat(ws, ops[k, F_AUX], n_in, n_rows)
     dZ = rows(gws, ops[k, F_OUT], n_out, 0, n_rows)
-    per = tile_rows(n_in, n_out, n_chunks)
+    per = tile_rows(n_in, n_chunks)
     n_tiles = (n_in + per - 1) // per
-    s = blocks[ops[k, F_B0], 2]  # segment of W
     g = grads[0]
     for t in prange(n_tiles):
         i0 = t * per
         i1 = min(i0 + per, n_in)
-        start, stop = pw + i0 * n_out, pw + i1 * n_out
-        np.dot(XT[i0:i1], dZ, g[start:stop].reshape((i1 - i0, n_out)))
-        if update:
-            prepare_block(params, grads, 1, start, stop, seg[s, 0], seg[s, 1], opt_hyper, step)
-            decay_block(params, start, stop, lr, seg[s, 2])
-            update_block(opt_kind, opt_hyper, lr, step, params, g, opt_state, start, stop,
-                         mu_t, mu_next, mu_prod)
-
-
-@njit(**JIT_PARALLEL)
-def backward_update_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks,
-                         opt_kind, opt_hyper, lr, step, opt_state, blocks, seg,
-                         mu_t, mu_next, mu_prod):
-    """backward_pass fused with the update: each op's parameters are updated right after
-    its backward, while its gradient partials are still in cache (the op's own
-    parameters are not read again by the ops below it)."""
-    for k in range(ops.shape[0] - 2, -1, -1):
-        backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
-        b0, b1 = ops[k, F_B0], ops[k, F_B1]
-        if ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != 0:
-            dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks, True, opt_kind,
-                               opt_hyper, lr, step, opt_state, blocks, seg, mu_t, mu_next, mu_prod)
-            b0 = b1 - 1  # W is done; its bias (the op's last block) is left, already folded
-            update_blocks(opt_kind, opt_hyper, lr, step, params, grads, opt_state, blocks,
-                          b0, b1, seg, 1, mu_t, mu_next, mu_prod)
-        elif b1 > b0:
-            update_blocks(opt_kind, opt_hyper, lr, step, params, grads, opt_state, blocks,
-                          b0, b1, seg, n_chunks, mu_t, mu_next, mu_prod)
+        np.dot(XT[i0:i1], dZ, g[pw + i0 * n_out: pw + i1 * n_out].reshape((i1 - i0, n_out)))
 
 
 @njit(**JIT)
@@ -357,8 +320,11 @@ def train_steps(ops, opf, X, y, order, first, n_steps, batch_size, step0,
         step_lr[s] = lr
         t = step0 + s + 1
         mu_t, mu_next, mu_prod = step_scalars(opt_kind, opt_hyper, t, opt_scalars)
-        backward_update_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc, opt_kind,
-                             opt_hyper, lr, t, opt_state, blocks, seg, mu_t, mu_next, mu_prod)
+        backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc)
+        # one streaming update pass: measured faster than updating each op (or each dW
+        # tile) between the GEMMs, which evicts the GEMMs' working set
+        update_blocks(opt_kind, opt_hyper, lr, t, params, grads, opt_state, blocks, 0,
+                      blocks.shape[0], seg, nc, mu_t, mu_next, mu_prod)
     return n_steps
 
 

@@ -4,7 +4,9 @@ The backward pass leaves one partial gradient per row chunk in grads[c, :]
 (c < n_parts). For each cache-sized block, `prepare_block` folds the partials
 into grads[0] and adds the penalties and noise of the block's segment; then the
 optimizer family's rule updates params and state (state slots share params'
-layout). `blocks` (n_blocks, 3) int64 rows are (start, stop, segment); `seg`
+layout). `blocks` (n_blocks, 4) int64 rows are (start, stop, segment, folded):
+folded = 1 when grads[0] already holds the whole gradient of the block (the
+tiled dense W), 0 when all n_parts partials must be summed; `seg`
 (n_segments, 3) float64 rows are (l2, l1, decoupled weight decay).
 
 hyper (float64): [0] noise eta, [1] noise gamma, [2] noise seed, then the
@@ -224,7 +226,8 @@ def reduce_gradients(params, grads, blocks, seg, n_parts, hyper, step):
     """Fold the chunk partials, penalties and noise into grads[0] without updating."""
     for kb in prange(blocks.shape[0]):
         s = blocks[kb, 2]
-        prepare_block(params, grads, n_parts, blocks[kb, 0], blocks[kb, 1], seg[s, 0], seg[s, 1],
+        parts = 1 if blocks[kb, 3] != 0 else n_parts
+        prepare_block(params, grads, parts, blocks[kb, 0], blocks[kb, 1], seg[s, 0], seg[s, 1],
                       hyper, step)
 
 
@@ -248,7 +251,8 @@ def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, b0, b1, s
     """Update the parameters of blocks b0..b1-1 (one op's arrays, or all of them)."""
     for kb in prange(b0, b1):
         start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
-        prepare_block(params, grads, n_parts, start, stop, seg[s, 0], seg[s, 1], hyper, step)
+        parts = 1 if blocks[kb, 3] != 0 else n_parts
+        prepare_block(params, grads, parts, start, stop, seg[s, 0], seg[s, 1], hyper, step)
         decay_block(params, start, stop, lr, seg[s, 2])
         update_block(kind, hyper, lr, step, params, grads[0], state, start, stop,
                      mu_t, mu_next, mu_prod)
