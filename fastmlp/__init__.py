@@ -7,8 +7,9 @@
 from ._threads import get_num_threads, set_num_threads
 from .gradcheck import check_gradients
 from .history import History
-from .layers import (Activation, BatchNorm, BatchNormalization, Dense, Layer, LeakyReLU, Linear,
-                     ReLU, Sigmoid, Softmax, Tanh)
+from .layers import (Activation, BatchNorm, BatchNormalization, Dense, Dropout, Layer, LeakyReLU,
+                     Linear, ReLU, Residual, Sigmoid, Softmax, Tanh)
+from .losses import get_loss
 from .model import DivergenceError, Sequential
 from .callbacks import Callback, EarlyStopping, LambdaCallback, ReduceLROnPlateau
 from .optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, GradientNoise, Nadam, Optimizer,
@@ -20,6 +21,7 @@ Model = Sequential
 __version__ = "0.1.0"
 
 __all__ = [
+    "Dropout", "Residual", "get_loss",
     "Adadelta", "Adagrad", "Adamax", "Callback", "CosineAnnealing", "EarlyStopping",
     "ExponentialDecay", "GradientNoise", "LambdaCallback", "Nadam", "RMSprop", "ReduceLROnPlateau",
     "Schedule", "StepDecay",

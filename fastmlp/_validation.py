@@ -85,3 +85,33 @@ def check_labels(y, n_samples, n_classes, name="y"):
         raise ValueError(f"{name} has labels outside [0, {n_classes}): {name}[{i}] = {labels[i]} "
                          f"({int(bad.sum())} such labels)")
     return np.ascontiguousarray(labels)
+
+
+def check_values(y, n_samples, n_outputs, dtype, name="y"):
+    """Float targets (n_samples, n_outputs) for regression / binary cross-entropy.
+    A 1-D y is accepted for one output. ValueError on shape, NaN or inf."""
+    y = np.asarray(y)
+    if y.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {y.dtype}")
+    if y.ndim == 1 and n_outputs == 1:
+        y = y.reshape(-1, 1)
+    if y.ndim != 2 or y.shape != (n_samples, n_outputs):
+        raise ValueError(f"{name} must have shape ({n_samples}, {n_outputs}) for this model's "
+                         f"{n_outputs} output(s), got {y.shape}")
+    if not np.all(np.isfinite(y)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return np.ascontiguousarray(y, dtype=dtype)
+
+
+def check_signs(y, n_samples, dtype, name="y"):
+    """Labels in {-1, +1} (hinge / perceptron losses) as a (n_samples, 1) float array."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1 or y.shape[0] != n_samples:
+        raise ValueError(f"{name} must be {n_samples} labels in {{-1, +1}}, got shape {y.shape}")
+    bad = ~np.isin(y, (-1, 1))
+    if bad.any():
+        i = int(np.argmax(bad))
+        raise ValueError(f"hinge/perceptron losses need labels in {{-1, +1}}: {name}[{i}] = {y[i]!r}")
+    return np.ascontiguousarray(y.reshape(-1, 1), dtype=dtype)

@@ -43,14 +43,14 @@ def relative_error(analytic, numeric, floor=1e-8):
     return np.abs(analytic - numeric) / np.maximum(np.abs(analytic) + np.abs(numeric), floor)
 
 
-def check_gradients(model, X, y, l2=0.0, h=1e-5, max_entries=None, seed=0, floor=1e-8):
+def check_gradients(model, X, y, l2=0.0, h=1e-5, max_entries=None, seed=0, floor=1e-8, l1=0.0):
     """Compare the model's analytic gradients with centred finite differences.
 
     The check runs on a float64 copy of `model` (same layers and weights) with
-    X (n, n_features), y (n,) labels as one batch in training mode (batch
-    statistics for BN). For each trainable array, `max_entries` entries (all
+    X (n, n_features), y (n,) targets as one batch in training mode (batch
+    statistics for BN; dropout with the fixed masks of the model's seed and step). For each trainable array, `max_entries` entries (all
     when None) are perturbed by +-h: numeric = (J(w + h) - J(w - h)) / (2h), J
-    the cost (mean cross-entropy + l2 * sum ||W||^2). Errors are
+    the cost (mean loss + l2 * sum ||W||^2 + l1 * sum |W|). Errors are
     |a - n| / max(|a| + |n|, floor) (see relative_error).
     h trades rounding noise (~1e-16 * J / h, visible on near-zero gradients)
     against ReLU kinks crossed by the perturbation (an input within h * |x| of
@@ -59,12 +59,13 @@ def check_gradients(model, X, y, l2=0.0, h=1e-5, max_entries=None, seed=0, floor
     """
     from .model import Sequential
     model._require_built()
-    probe = Sequential(model.layers, dtype=np.float64)
+    probe = Sequential(model.layers, dtype=np.float64, seed=model.seed, loss=model.plan.loss)
     probe.build(model.n_features)
+    probe.step = model.step  # the same dropout masks as the model's next update
     weights = [w.astype(np.float64) for w in model.get_weights()]
     probe.set_weights(weights)
     X = np.asarray(X, dtype=np.float64)
-    analytic = probe.compute_gradients(X, y, l2=l2)
+    analytic = probe.compute_gradients(X, y, l2=l2, l1=l1)
     rng = np.random.default_rng(seed)
     table = GradCheckTable()
     for k, (entry, w, g) in enumerate(zip(probe.plan.entries, weights, analytic)):
@@ -73,7 +74,7 @@ def check_gradients(model, X, y, l2=0.0, h=1e-5, max_entries=None, seed=0, floor
             flat_idx = rng.choice(w.size, size=max_entries, replace=False)
         numeric = np.empty(len(flat_idx))
         for t, i in enumerate(flat_idx):
-            numeric[t] = _centred_difference(probe, weights, k, i, X, y, l2, h)
+            numeric[t] = _centred_difference(probe, weights, k, i, X, y, l2, l1, h)
         a = g.ravel()[flat_idx]
         rel = relative_error(a, numeric, floor)
         table.append(GradCheckRow(entry.layer, entry.name, entry.shape, len(flat_idx),
@@ -82,15 +83,15 @@ def check_gradients(model, X, y, l2=0.0, h=1e-5, max_entries=None, seed=0, floor
     return table
 
 
-def _centred_difference(probe, weights, k, i, X, y, l2, h):
+def _centred_difference(probe, weights, k, i, X, y, l2, l1, h):
     w = weights[k].ravel()
     original = w[i]
     w[i] = original + h
     probe.set_weights(weights)
-    plus = probe.compute_loss(X, y, l2=l2)
+    plus = probe.compute_loss(X, y, l2=l2, l1=l1)
     w[i] = original - h
     probe.set_weights(weights)
-    minus = probe.compute_loss(X, y, l2=l2)
+    minus = probe.compute_loss(X, y, l2=l2, l1=l1)
     w[i] = original
     probe.set_weights(weights)
     return (plus - minus) / (2 * h)

@@ -20,7 +20,7 @@ class History:
     def __init__(self, params=None):
         self.history = {}
         self.initial = {}
-        self.steps = {"loss": [], "accuracy": [], "lr": []}
+        self.steps = {"loss": [], "lr": []}  # + "accuracy" or "rmse" once training runs
         self.epoch = []
         self.params = dict(params or {})
         self.interrupted = False

@@ -30,10 +30,11 @@ class Dense(Layer):
     init: "he_normal" (default), "he_uniform", "glorot_normal", "glorot_uniform",
     or "normal" with `sigma` (standard deviation). `activation` fuses an
     activation ("relu", ...) like a following activation layer would.
+    l2 / l1 override fit's penalties for this layer's W (None: use fit's).
     """
     name = "dense"
 
-    def __init__(self, units, activation=None, init="he_normal", sigma=None):
+    def __init__(self, units, activation=None, init="he_normal", sigma=None, l2=None, l1=None):
         if int(units) != units or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         get_initializer(init)
@@ -45,7 +46,10 @@ class Dense(Layer):
             activation_from_name(activation)
         self.init = init
         self.sigma = sigma
-
+        for name, value in (("l2", l2), ("l1", l1)):
+            if value is not None and not (value >= 0 and value < float("inf")):
+                raise ValueError(f"Dense {name} must be a finite number >= 0, got {value!r}")
+        self.l2, self.l1 = l2, l1  # None: use fit's value
     def output_dim(self, n_in):
         return self.units
 
@@ -60,6 +64,9 @@ class Dense(Layer):
             cfg["init"] = self.init
         if self.sigma is not None:
             cfg["sigma"] = self.sigma
+        for name in ("l2", "l1"):
+            if getattr(self, name) is not None:
+                cfg[name] = getattr(self, name)
         return cfg
 
 
@@ -147,3 +154,57 @@ def activation_from_name(name):
         return _ACTIVATIONS[name]()
     except (KeyError, TypeError):
         raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}") from None
+
+
+class Dropout(Layer):
+    """Inverted dropout (Srivastava et al. 2014): in training each unit is kept with
+    probability 1 - rate and scaled by 1 / (1 - rate); identity at evaluation.
+    Masks come from a counter-based generator of (seed, update, layer, row, column),
+    so a run reproduces on any thread count."""
+    name = "dropout"
+
+    def __init__(self, rate=0.5):
+        if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
+            raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
+        self.rate = float(rate)
+
+    def config(self):
+        return {"rate": self.rate}
+
+
+class Residual(Layer):
+    """x + f(x) for a stack f of layers (He et al. 2016), e.g. the S4 blocks
+    Residual([Dense(512), BatchNorm(), ReLU(), Dense(512), BatchNorm(), ReLU()]).
+    f must keep the width of its input; the model says so at build time otherwise."""
+    name = "residual"
+
+    def __init__(self, layers):
+        built = []
+        for layer in layers:
+            if isinstance(layer, (list, tuple)) and len(layer) == 2 and isinstance(layer[0], str):
+                layer = layer_from_config(*layer)  # [class name, config] as saved
+            if not isinstance(layer, Layer) or isinstance(layer, Softmax):
+                raise ValueError(f"Residual takes hidden layers, got {layer!r}")
+            built.append(layer)
+        if not built:
+            raise ValueError("Residual needs at least one layer")
+        self.layers = built
+
+    def output_dim(self, n_in):
+        return n_in
+
+    def config(self):
+        return {"layers": [[type(l).__name__, l.config()] for l in self.layers]}
+
+
+LAYERS = {c.__name__: c for c in (Dense, BatchNorm, ReLU, Sigmoid, Tanh, Linear, LeakyReLU,
+                                   Softmax, Dropout, Residual)}
+
+
+def layer_from_config(name, config):
+    """Rebuild a layer from its class name and config()."""
+    try:
+        cls = LAYERS[name]
+    except KeyError:
+        raise ValueError(f"unknown layer {name!r}; known: {sorted(LAYERS)}") from None
+    return cls(**config)

@@ -23,6 +23,8 @@ class _Workspace:
         self.ws = np.zeros(size, dtype)
         self.gws = np.zeros(size, dtype)
         self.yb = np.zeros(batch_size, np.int64)
+        k = plan.n_outputs if plan.loss.targets != "labels" else 0
+        self.Tb = np.zeros((batch_size, k), dtype)
         n_stats = max(plan.n_bn_stats, 1)
         self.bn_stats = np.zeros(n_stats, dtype)
         self.bn_parts = np.zeros((n_chunks, n_stats), np.float64)
@@ -38,10 +40,15 @@ class Sequential:
         e.g. [Dense(50), BatchNorm(), ReLU(), Dense(10), Softmax()].
     dtype : np.float32 (training default) or np.float64 (gradient checks).
     seed : int, optional
-        Seeds weight initialisation (and fit's shuffling when fit gets no seed).
+        Seeds weight initialisation (and fit's shuffling and dropout masks when fit
+        gets no seed).
+    loss : str, optional
+        None (cross-entropy, with a Softmax output), "mse", "binary_cross_entropy"
+        (Sigmoid output), "multiclass_hinge", "hinge" or "perceptron" (one output,
+        labels -1/+1); see fastmlp.losses.get_loss.
     """
 
-    def __init__(self, layers=None, dtype=np.float32, seed=None):
+    def __init__(self, layers=None, dtype=np.float32, seed=None, loss=None):
         self.dtype = np.dtype(dtype)
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
@@ -50,6 +57,7 @@ class Sequential:
         for layer in layers or []:
             self.add(layer)
         self.seed = seed
+        self.loss = loss
         self.optimizer = None
         self.opt_state = None
         self.opt_scalars = None
@@ -59,6 +67,7 @@ class Sequential:
         self.step = 0         # all updates made to this model
         self.epochs_done = 0
         self.l2 = 0.0
+        self.l1 = 0.0
         self.history = None
         self._workspaces = {}
 
@@ -80,7 +89,7 @@ class Sequential:
         else fresh entropy, recorded in `self.seed`) makes this reproducible.
         """
         n_features = V.check_int(n_features, "n_features", 1)
-        self.plan = compile_layers(self.layers, n_features)
+        self.plan = compile_layers(self.layers, n_features, self.loss)
         self.n_features = n_features
         if seed is None:
             seed = self.seed
@@ -92,7 +101,7 @@ class Sequential:
         for e in self.plan.entries:
             view = self._view(e)
             if e.name == "W":
-                layer = self.layers[e.layer]
+                layer = e.owner
                 view[...] = get_initializer(layer.init)(rng, e.shape[0], e.shape[1], layer.sigma)
             elif e.name == "gamma":
                 view[...] = 1
@@ -146,13 +155,20 @@ class Sequential:
         self._require_built()
         return self.plan.n_params
 
-    def penalty(self, l2=None):
-        """l2 * sum over weight matrices of ||W||^2 (float64), l2 defaulting to the last fit's."""
+    def penalty(self, l2=None, l1=None):
+        """sum over weight matrices of l2 ||W||^2 + l1 sum |W| (float64); l2 and l1 default
+        to the last fit's, and a Dense layer's own l2 / l1 override them."""
         l2 = self.l2 if l2 is None else l2
-        if l2 == 0:
-            return 0.0
-        return l2 * sum(float(np.sum(self._view(e).astype(np.float64) ** 2))
-                        for e in self.plan.entries if e.name == "W")
+        l1 = self.l1 if l1 is None else l1
+        total = 0.0
+        for e in self.plan.entries:
+            if e.name != "W":
+                continue
+            e_l2, e_l1 = self.plan.penalties(e, l2, l1)
+            if e_l2 or e_l1:
+                w = self._view(e).astype(np.float64)
+                total += e_l2 * float(np.sum(w * w)) + e_l1 * float(np.sum(np.abs(w)))
+        return total
 
     # ---------------------------------------------------------------- workspaces
     def _workspace(self, purpose, batch_size, n_chunks):
@@ -164,43 +180,66 @@ class Sequential:
         return ws
 
     # ---------------------------------------------------------------- inference
-    def _run_eval(self, X, y, batch_size, n_chunks, write_probs, training=False):
+    def _run_eval(self, X, y, T, batch_size, n_chunks, write_outputs, training=False):
         w = self._workspace("train-batch" if training else "eval", batch_size, n_chunks)
-        probs = np.empty((X.shape[0], self.plan.n_classes) if write_probs else (0, 0), self.dtype)
-        loss, correct = L.evaluate_rows(w.ops, self.plan.opf, X, y, self.params, self.bn_run,
-                                        w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.loss_parts,
-                                        batch_size, n_chunks, probs, write_probs, training)
-        return loss, correct, probs
+        shape = (X.shape[0], self.plan.n_outputs) if write_outputs else (0, 0)
+        outputs = np.empty(shape, self.dtype)
+        loss, metric = L.evaluate_rows(w.ops, self.plan.opf, X, y, T, self.params, self.bn_run,
+                                       w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb,
+                                       w.loss_parts, batch_size, n_chunks, outputs,
+                                       write_outputs, training, self.seed, self.step)
+        return loss, metric, outputs
 
-    def _prepare(self, X, y=None):
+    def _prepare(self, X, y=None, targets=True):
+        """Checked (X, y int labels or (0,), T float targets or (n, 0)) for the model's loss."""
         self._require_built()
         X = V.check_features(X, self.dtype, self.n_features)
-        if y is not None:
-            y = V.check_labels(y, X.shape[0], self.plan.n_classes)
-        return X, y
+        n, k, kind = X.shape[0], self.plan.n_outputs, self.plan.loss.targets
+        no_labels, no_values = np.zeros(0, np.int64), np.zeros((n, 0), self.dtype)
+        if y is None:
+            if kind == "labels":
+                return X, np.zeros(n, np.int64), no_values
+            return X, no_labels, np.zeros((n, k), self.dtype)
+        if kind == "labels":
+            return X, V.check_labels(y, n, k), no_values
+        if kind == "signs":
+            return X, no_labels, V.check_signs(y, n, self.dtype)
+        return X, no_labels, V.check_values(y, n, k, self.dtype)
+
+    def _scores(self, n, loss, metric):
+        """Mean loss and the loss's metric from sums over n rows."""
+        spec = self.plan.loss
+        per_output = spec.name in ("mse", "binary_cross_entropy")
+        terms = n * (self.plan.n_outputs if per_output else 1)
+        loss /= terms
+        if spec.metric == "rmse":
+            return loss, float(np.sqrt(metric / terms))
+        return loss, metric / terms
 
     def evaluate(self, X, y, batch_size=1024, n_threads=None, l2=None):
-        """{"loss": mean cross-entropy, "cost": loss + l2 penalty, "accuracy"} in evaluation mode.
-
-        X (n, n_features); y (n,) integer labels or (n, n_classes) one-hot.
-        l2 defaults to the value of the last fit.
+        """{"loss": mean loss, "cost": loss + l2 penalty, and "accuracy" (or "rmse" for
+        regression)} in evaluation mode. X (n, n_features); y as the loss expects:
+        integer labels or one-hot rows (cross-entropy, multiclass hinge), float
+        targets (n, n_outputs) (mse, binary cross-entropy), labels in {-1, +1}
+        (hinge, perceptron). l2 defaults to the value of the last fit.
         """
-        X, y = self._prepare(X, y)
+        X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
-            return self._evaluate_arrays(X, y, batch_size, n, l2)
+            return self._evaluate_arrays(X, y, T, batch_size, n, l2)
 
-    def _evaluate_arrays(self, X, y, batch_size, n_chunks, l2=None):
+    def _evaluate_arrays(self, X, y, T, batch_size, n_chunks, l2=None):
         bs = min(batch_size, X.shape[0])
-        loss, correct, _ = self._run_eval(X, y, bs, n_chunks, False)
-        loss /= X.shape[0]
-        return {"loss": loss, "cost": loss + self.penalty(l2), "accuracy": correct / X.shape[0]}
+        loss, metric, _ = self._run_eval(X, y, T, bs, n_chunks, False)
+        loss, metric = self._scores(X.shape[0], loss, metric)
+        return {"loss": loss, "cost": loss + self.penalty(l2), self.plan.loss.metric: metric}
 
     def predict(self, X, batch_size=1024, n_threads=None):
-        """Class probabilities (n, n_classes) in the model dtype (evaluation mode)."""
-        X, _ = self._prepare(X)
-        y = np.zeros(X.shape[0], np.int64)
+        """Outputs (n, n_outputs) in the model dtype, evaluation mode: class probabilities
+        for cross-entropy, sigmoid probabilities for binary cross-entropy, the output
+        values otherwise."""
+        X, y, T = self._prepare(X)
         with compute_threads(n_threads) as n:
-            return self._run_eval(X, y, min(batch_size, X.shape[0]), n, True)[2]
+            return self._run_eval(X, y, T, min(batch_size, X.shape[0]), n, True)[2]
 
     def layer_outputs(self, X, training=False, n_threads=None):
         """Outputs of the layers for X (n, n_features) run as one batch.
@@ -211,11 +250,10 @@ class Sequential:
         pre-activation values are not kept). The Softmax output is predict(X).
         training=True uses batch statistics in BN (running ones are not updated).
         """
-        X, _ = self._prepare(X)
-        y = np.zeros(X.shape[0], np.int64)
+        X, y, T = self._prepare(X)
         n = X.shape[0]
         with compute_threads(n_threads) as n_chunks:
-            self._run_eval(X, y, n, n_chunks, False, training)
+            self._run_eval(X, y, T, n, n_chunks, False, training)
             w = self._workspace("train-batch" if training else "eval", n, n_chunks)
             out = {}
             for k, layer_index in enumerate(self.plan.op_layers[:-1]):
@@ -224,31 +262,42 @@ class Sequential:
         return out
 
     def predict_classes(self, X, **kwargs):
-        """argmax of predict(X): integer labels (n,)."""
-        return self.predict(X, **kwargs).argmax(axis=1)
+        """Predicted labels (n,): argmax for multiclass losses, 0/1 (probability > 0.5)
+        for binary cross-entropy (one output), -1/+1 for hinge/perceptron."""
+        out = self.predict(X, **kwargs)
+        name = self.plan.loss.name
+        if name == "binary_cross_entropy":
+            return (out > 0.5).astype(np.int64).squeeze(axis=1) if out.shape[1] == 1 else \
+                (out > 0.5).astype(np.int64)
+        if self.plan.loss.targets == "signs":
+            return np.where(out[:, 0] > 0, 1, -1)
+        return out.argmax(axis=1)
 
-    def compute_loss(self, X, y, l2=0.0, training=True, n_threads=None):
-        """Cost (mean cross-entropy + l2 penalty) of X as ONE batch, as float.
+    def compute_loss(self, X, y, l2=0.0, training=True, n_threads=None, l1=0.0):
+        """Cost (mean loss + l2 penalty) of X as ONE batch, as float.
 
-        training=True uses the batch's own BN statistics (what the gradient of
-        compute_gradients differentiates); running statistics are not updated.
+        training=True uses the batch's own BN statistics and the dropout masks of
+        (seed, step) (what compute_gradients differentiates); running statistics
+        are not updated.
         """
-        X, y = self._prepare(X, y)
+        X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
-            loss = self._run_eval(X, y, X.shape[0], n, False, training)[0]
-        return loss / X.shape[0] + self.penalty(l2)
+            loss, metric, _ = self._run_eval(X, y, T, X.shape[0], n, False, training)
+        return self._scores(X.shape[0], loss, metric)[0] + self.penalty(l2, l1)
 
-    def compute_gradients(self, X, y, l2=0.0, n_threads=None):
-        """Gradients of compute_loss(X, y, l2) wrt every array of get_weights (same order)."""
-        X, y = self._prepare(X, y)
+    def compute_gradients(self, X, y, l2=0.0, n_threads=None, l1=0.0):
+        """Gradients of compute_loss(X, y, l2, l1=l1) wrt every array of get_weights (same
+        order); the L1 term contributes l1 * sign(W) (sign(0) = 0)."""
+        X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
             n = min(n, X.shape[0])
             w = self._workspace("train-batch", X.shape[0], n)
             grads = np.zeros((n, self.plan.n_params), self.dtype)
-            _, _, n_parts = L.loss_and_gradients(w.ops, self.plan.opf, X, y, self.params, grads,
-                                                 self.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws,
-                                                 w.yb, w.loss_parts, n)
-            reduce_gradients(self.params, grads, self.plan.blocks(w.ops), self.plan.segments(l2),
+            _, _, n_parts = L.loss_and_gradients(w.ops, self.plan.opf, X, y, T, self.params,
+                                                 grads, self.bn_run, w.bn_stats, w.bn_parts, w.ws,
+                                                 w.gws, w.yb, w.Tb, w.loss_parts, n, self.seed,
+                                                 self.step)
+            reduce_gradients(self.params, grads, self.plan.blocks(w.ops), self.plan.segments(l2, l1),
                              n_parts, np.zeros(3), 1)
         return [self._view(e, grads[0]).copy() for e in self.plan.entries]
 
@@ -265,7 +314,7 @@ class Sequential:
             self.opt_step = 0
             self.lr_scale = 1.0
 
-    def fit(self, X, y, epochs=None, batch_size=32, optimizer=None, l2=None,
+    def fit(self, X, y, epochs=None, batch_size=32, optimizer=None, l2=None, l1=None,
             validation_data=None, validation_split=0.0, shuffle=True, seed=None,
             verbose=1, n_threads=None, schedule=None, cycles=None, callbacks=None):
         """Train on (X, y); continues from the current weights and optimizer state.
@@ -273,6 +322,8 @@ class Sequential:
         X (n, n_features) numeric; y (n,) integer labels or (n, n_classes) one-hot.
         l2: DD2424 penalty, cost = loss + l2 * sum ||W||^2 (gradient 2 l2 W; b,
         gamma, beta are not penalised); None keeps the previous value (0 at first).
+        l1: adds l1 * sum |W| (subgradient l1 sign(W)), same rules. A Dense layer's
+        own l2 / l1 override these for its W.
         validation_data=(X_val, y_val), or validation_split: the last fraction of
         the rows (before shuffling) held out. seed: shuffling (and the initial
         weights when the model is unbuilt and was created without a seed). verbose=1: a tqdm progress bar.
@@ -287,27 +338,27 @@ class Sequential:
         if epochs is not None:
             epochs = V.check_int(epochs, "epochs", 0)
         batch_size = V.check_int(batch_size, "batch_size", 1)
-        if l2 is not None and not (np.isfinite(l2) and l2 >= 0):
-            raise ValueError(f"l2 must be a finite number >= 0, got {l2!r}")
+        for name, value in (("l2", l2), ("l1", l1)):
+            if value is not None and not (np.isfinite(value) and value >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
-        if self.built:
-            X, y = self._prepare(X, y)
-        else:
+        if not self.built:
             X = V.check_features(X, self.dtype)
             self.build(X.shape[1], seed if self.seed is None else None)
-            X, y = self._prepare(X, y)
+        X, y, T = self._prepare(X, y)
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            Xv, yv = self._prepare(*validation_data)
+            val = self._prepare(*validation_data)
         elif validation_split > 0:
             n_val = int(round(X.shape[0] * validation_split))
             if not 0 < n_val < X.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves no rows on one side")
-            X, y, Xv, yv = X[:-n_val], y[:-n_val], X[-n_val:], y[-n_val:]
+            val = (X[-n_val:], y[-n_val:], T[-n_val:])
+            X, y, T = X[:-n_val], y[:-n_val], T[:-n_val]
         else:
-            Xv = yv = None
+            val = None
         self._set_optimizer(optimizer)
         if schedule is not None:
             from .schedules import as_schedule
@@ -328,21 +379,23 @@ class Sequential:
         callbacks = list(callbacks or [])
         if l2 is not None:
             self.l2 = float(l2)
+        if l1 is not None:
+            self.l1 = float(l1)
         shuffle_seed = self.seed if seed is None else seed
-        history = History({"epochs": epochs, "batch_size": batch_size, "l2": self.l2,
+        history = History({"epochs": epochs, "batch_size": batch_size, "l2": self.l2, "l1": self.l1,
                            "shuffle": bool(shuffle),
                            "optimizer": repr(self.optimizer), "n_samples": X.shape[0],
                            "seed": shuffle_seed})
         self.history = history
         with compute_threads(n_threads) as n_threads:
-            train(self, X, y, Xv, yv, epochs, batch_size, shuffle, shuffle_seed, verbose,
+            train(self, (X, y, T), val, epochs, batch_size, shuffle, shuffle_seed, verbose,
                   n_threads, history, total_updates, callbacks)
         return history
 
-    def _metrics(self, X, y, Xv, yv, n_chunks):
-        out = self._evaluate_arrays(X, y, 1024, n_chunks)
-        if Xv is not None:
-            out.update({"val_" + k: v for k, v in self._evaluate_arrays(Xv, yv, 1024, n_chunks).items()})
+    def _metrics(self, data, val, n_chunks):
+        out = self._evaluate_arrays(*data, 1024, n_chunks)
+        if val is not None:
+            out.update({"val_" + k: v for k, v in self._evaluate_arrays(*val, 1024, n_chunks).items()})
         return out
 
     # ---------------------------------------------------------------- display

@@ -69,7 +69,8 @@ def model_config(model):
     config = {
         "format": FORMAT, "version": VERSION,
         "layers": layers, "dtype": model.dtype.name, "seed": model.seed,
-        "n_features": model.n_features, "l2": model.l2, "step": model.step,
+        "n_features": model.n_features, "l2": model.l2, "l1": model.l1, "step": model.step,
+        "loss": {"name": model.plan.loss.name, "margin": model.plan.loss.margin},
         "opt_step": model.opt_step, "epochs_done": model.epochs_done,
         "lr_scale": getattr(model, "lr_scale", 1.0),
         "optimizer": None if opt is None else {"class": type(opt).__name__,
@@ -188,10 +189,17 @@ def load_model(path):
             if not (isinstance(cls, type) and issubclass(cls, Layer)):
                 raise ValueError(f"unknown layer class {name!r}")
             layers.append(cls(**cfg))
-        model = Sequential(layers, dtype=np.dtype(config["dtype"]), seed=config["seed"])
+        loss = config.get("loss")
+        if loss is not None:
+            from .losses import get_loss
+            margin = loss["margin"] if loss["name"] in ("hinge", "perceptron",
+                                                        "multiclass_hinge") else None
+            loss = get_loss(loss["name"], margin)
+        model = Sequential(layers, dtype=np.dtype(config["dtype"]), seed=config["seed"], loss=loss)
         model.build(config["n_features"])
         for key in ("l2", "step", "opt_step", "epochs_done"):
             setattr(model, key, config[key])
+        model.l1 = config.get("l1", 0.0)
         if hasattr(model, "lr_scale"):
             model.lr_scale = config.get("lr_scale", 1.0)
         for name in ("params", "bn_run"):

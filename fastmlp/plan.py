@@ -12,7 +12,9 @@ import numpy as np
 
 from .kernels import activations as act
 from .kernels import loop as L
-from .layers import Activation, BatchNorm, Dense, Layer, Softmax, activation_from_name
+from .layers import (Activation, BatchNorm, Dense, Dropout, Layer, Residual, Sigmoid, Softmax,
+                     activation_from_name)
+from .losses import get_loss
 
 BLOCK = 16384  # optimizer work unit (elements); a block stays in L1/L2 while updated
 DW_TILING = "auto"  # "auto" | "always" | "never": how dense ops compute dW (see ops_for_batch)
@@ -20,11 +22,13 @@ DW_TILING = "auto"  # "auto" | "always" | "never": how dense ops compute dW (see
 
 @dataclass
 class ParamEntry:
-    """One trainable array: layer index, name ("W", "b", "gamma", "beta"), flat offset, shape."""
+    """One trainable array: top-level layer index, name ("W", "b", "gamma", "beta"),
+    flat offset, shape, and the layer object owning it (inside a Residual, the inner layer)."""
     layer: int
     name: str
     offset: int
     shape: tuple
+    owner: object = None
 
     @property
     def size(self):
@@ -43,10 +47,13 @@ class Plan:
     bn_layers: list = field(default_factory=list)   # [(layer index, run offset, width)]
     output_dims: list = field(default_factory=list)  # per layer
     op_layers: list = field(default_factory=list)    # per op: index of the last layer it covers
+    loss: object = None                               # LossSpec of the head
 
     @property
-    def n_classes(self):
+    def n_outputs(self):
         return int(self.ops[-1, L.F_NIN])
+
+    n_classes = n_outputs
 
     def ops_for_batch(self, batch_size, n_chunks=1):
         """Op table for `batch_size` rows split into n_chunks: buffer ids become workspace
@@ -83,10 +90,18 @@ class Plan:
     def segments(self, l2=0.0, l1=0.0, weight_decay=0.0):
         """(n_entries, 3) float64 rows (l2, l1, decoupled weight decay) per trainable array.
 
-        Penalties and decay apply to weight matrices only; b, gamma, beta get zeros.
+        Penalties and decay apply to weight matrices only (b, gamma, beta get zeros);
+        a Dense layer's own l2 / l1 override the given ones.
         """
-        rows = [(l2, l1, weight_decay) if e.name == "W" else (0.0, 0.0, 0.0) for e in self.entries]
+        rows = [(*self.penalties(e, l2, l1), weight_decay) if e.name == "W" else (0.0, 0.0, 0.0)
+                for e in self.entries]
         return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+    @staticmethod
+    def penalties(entry, l2, l1):
+        """(l2, l1) that apply to a weight entry: the owning layer's, else the given ones."""
+        own_l2, own_l1 = getattr(entry.owner, "l2", None), getattr(entry.owner, "l1", None)
+        return (l2 if own_l2 is None else own_l2), (l1 if own_l1 is None else own_l1)
 
 
 def _blocks(entries, folded=()):
@@ -98,86 +113,143 @@ def _blocks(entries, folded=()):
 
 
 def _fused_activation(layers, i):
-    """Activation code/alpha of layers[i + 1] if it is an activation layer, else None."""
+    """layers[i + 1] if it is an activation layer, else None."""
     if i + 1 < len(layers) and isinstance(layers[i + 1], Activation):
         return layers[i + 1]
     return None
 
 
-def compile_layers(layers, n_features):
-    """Build the Plan of `layers` for inputs of width n_features. ValueError on a bad stack."""
+class _Compiler:
+    """Walks the layer list once, emitting op rows, buffers and parameter entries."""
+
+    def __init__(self, n_features):
+        self.ops, self.opf, self.widths, self.entries = [], [], [n_features], []
+        self.bn_layers, self.op_layers = [], []
+        self.n_params = self.n_run = self.n_stats = 0
+
+    def buffer(self, width):
+        self.widths.append(width)
+        return len(self.widths) - 1
+
+    def emit(self, kind, top, cur, d_in, d_out, out, act_code=act.LINEAR, alpha=0.0):
+        row = np.full(L.N_FIELDS, -1, dtype=np.int64)
+        row[L.F_KIND], row[L.F_NIN], row[L.F_NOUT], row[L.F_IN], row[L.F_OUT] = kind, d_in, d_out, cur, out
+        row[L.F_ACT], row[L.F_NEED_DX], row[L.F_TILED] = act_code, int(cur != 0), 0
+        self.ops.append(row)
+        self.opf.append(np.array([alpha, 0.0, 0.0]))
+        self.op_layers.append(top)
+        return row, self.opf[-1]
+
+    def params(self, row, top, layer, d):
+        row[L.F_SEG] = len(self.entries)
+        offsets = []
+        for name, shape in layer.param_shapes(d):
+            self.entries.append(ParamEntry(top, name, self.n_params, tuple(shape), layer))
+            offsets.append(self.n_params)
+            self.n_params += int(np.prod(shape))
+        row[L.F_P0], row[L.F_P1] = offsets
+
+    def stack(self, layers, top_of, cur, d, dims):
+        """Compile a list of hidden layers; returns (buffer, width) of its output."""
+        i = 0
+        while i < len(layers):
+            layer, top = layers[i], top_of(i)
+            fuse = None
+            if isinstance(layer, (Dense, BatchNorm)):
+                own = getattr(layer, "activation", None)
+                chosen = activation_from_name(own) if own else _fused_activation(layers, i)
+                fuse = None if own else chosen
+                d_out = layer.output_dim(d)
+                out = self.buffer(d_out)
+                kind = L.OP_DENSE if isinstance(layer, Dense) else L.OP_BN
+                row, frow = self.emit(kind, top if fuse is None else top_of(i + 1), cur, d, d_out,
+                                      out, chosen.code if chosen else act.LINEAR,
+                                      chosen.alpha if chosen else 0.0)
+                self.params(row, top, layer, d)
+                if kind == L.OP_DENSE:
+                    row[L.F_AUX] = self.buffer(d)  # the transposed input (n_in, B) for tiled dW
+                else:
+                    row[L.F_AUX] = self.buffer(d)  # x_hat
+                    row[L.F_STATE], row[L.F_STAT] = self.n_run, self.n_stats
+                    self.bn_layers.append((top, self.n_run, d))
+                    self.n_run += 2 * d
+                    self.n_stats += 4 * d
+                    frow[L.G_EPS], frow[L.G_MOMENTUM] = layer.eps, layer.momentum
+                cur, d = out, d_out
+            elif isinstance(layer, Activation):
+                out = self.buffer(d)
+                self.emit(L.OP_ACT, top, cur, d, d, out, layer.code, layer.alpha)
+                cur = out
+            elif isinstance(layer, Dropout):
+                out = self.buffer(d)
+                row, _ = self.emit(L.OP_DROPOUT, top, cur, d, d, out, alpha=layer.rate)
+                row[L.F_AUX] = self.buffer(d)  # the mask
+                cur = out
+            elif isinstance(layer, Residual):
+                skip, _ = self.emit(L.OP_SKIP, top, cur, d, d, cur)
+                inner_out, inner_d = self.stack(layer.layers, lambda _: top, cur, d, [])
+                if inner_d != d:
+                    raise ValueError(f"Residual block (layer {top}) maps width {d} to {inner_d}; "
+                                     f"its layers must keep the width to be added to the input")
+                out = self.buffer(d)
+                add, _ = self.emit(L.OP_ADD, top, inner_out, d, d, out)
+                add[L.F_AUX] = cur
+                skip[L.F_AUX] = out   # the skip path receives the sum's gradient
+                cur = out
+            else:
+                raise ValueError(f"layer {layer!r} cannot be a hidden layer")
+            dims.append(d)
+            if fuse is not None:
+                dims.append(d)
+                i += 1
+            i += 1
+        return cur, d
+
+
+def compile_layers(layers, n_features, loss=None):
+    """Build the Plan of `layers` for inputs of width n_features, with the loss head.
+
+    loss: a name for fastmlp.losses.get_loss, a LossSpec, or None for "cross_entropy"
+    when the last layer is Softmax. Softmax (cross-entropy) and a final Sigmoid with
+    binary cross-entropy are part of the head, computed from the logits.
+    ValueError on a bad stack.
+    """
     if not layers:
-        raise ValueError("the model has no layers; add Dense(...) layers and a Softmax() output")
+        raise ValueError("the model has no layers; add Dense(...) layers and an output")
     for i, layer in enumerate(layers):
         if not isinstance(layer, Layer):
             raise ValueError(f"layer {i} is {layer!r}, not a fastmlp layer")
-    if not isinstance(layers[-1], Softmax):
-        raise ValueError("the last layer must be Softmax() (cross-entropy output); "
-                         f"got {type(layers[-1]).__name__}")
-    ops, opf, widths, entries, bn_layers, dims, op_layers = [], [], [n_features], [], [], [], []
-    n_params = n_run = n_stats = 0
-    cur, d, i = 0, n_features, 0
+        if isinstance(layer, Softmax) and i != len(layers) - 1:
+            raise ValueError(f"Softmax must be the last layer (found at position {i})")
+    spec = _resolve_loss(layers, loss)
+    hidden = layers[:-1] if spec.name in ("cross_entropy", "binary_cross_entropy") else layers
+    c = _Compiler(n_features)
+    dims = []
+    cur, d = c.stack(hidden, lambda i: i, 0, n_features, dims)
+    if len(hidden) < len(layers):
+        dims.append(d)
+    if spec.targets == "signs" and d != 1:
+        raise ValueError(f"loss {spec.name!r} needs one output unit, the model has {d}")
+    row, frow = c.emit(L.OP_LOSS, len(layers) - 1, cur, d, d, cur, spec.code, spec.margin)
+    ops = np.array(c.ops)
+    return Plan(ops, np.array(c.opf), c.widths, c.entries, c.n_params, c.n_run, c.n_stats,
+                c.bn_layers, dims, c.op_layers, spec)
 
-    def new_buffer(width):
-        widths.append(width)
-        return len(widths) - 1
 
-    while i < len(layers):
-        layer = layers[i]
-        row = np.full(L.N_FIELDS, -1, dtype=np.int64)
-        row[L.F_NIN], row[L.F_IN], row[L.F_ACT] = d, cur, act.LINEAR
-        frow = np.array([0.0, 0.0, 0.0])
-        fuse = None
-        if isinstance(layer, Softmax):
-            if i != len(layers) - 1:
-                raise ValueError(f"Softmax must be the last layer (found at position {i})")
-            row[L.F_KIND], row[L.F_NOUT] = L.OP_SOFTMAX_XENT, d
-        elif isinstance(layer, (Dense, BatchNorm)):
-            fuse = _fused_activation(layers, i)
-            own = activation_from_name(layer.activation) if getattr(layer, "activation", None) else None
-            if own is not None:
-                fuse = None
-            chosen = own or fuse
-            if chosen is not None:
-                row[L.F_ACT], frow[L.G_ALPHA] = chosen.code, chosen.alpha
-            shapes = layer.param_shapes(d)
-            offs = []
-            row[L.F_SEG] = len(entries)
-            for name, shape in shapes:
-                entries.append(ParamEntry(i, name, n_params, tuple(shape)))
-                offs.append(n_params)
-                n_params += int(np.prod(shape))
-            row[L.F_P0], row[L.F_P1] = offs
-            d_out = layer.output_dim(d)
-            if isinstance(layer, Dense):
-                row[L.F_KIND] = L.OP_DENSE
-                row[L.F_AUX] = new_buffer(d)  # the transposed input (n_in, B) for tiled dW
-            else:
-                row[L.F_KIND] = L.OP_BN
-                row[L.F_AUX] = new_buffer(d)
-                row[L.F_STATE], row[L.F_STAT] = n_run, n_stats
-                bn_layers.append((i, n_run, d))
-                n_run += 2 * d
-                n_stats += 4 * d
-                frow[L.G_EPS], frow[L.G_MOMENTUM] = layer.eps, layer.momentum
-            row[L.F_NOUT] = d_out
-            row[L.F_OUT] = new_buffer(d_out)
-        elif isinstance(layer, Activation):
-            row[L.F_KIND], row[L.F_NOUT], row[L.F_ACT] = L.OP_ACT, d, layer.code
-            frow[L.G_ALPHA] = layer.alpha
-            row[L.F_OUT] = new_buffer(d)
-        else:
-            raise ValueError(f"layer {layer!r} is not supported by this version")
-        row[L.F_NEED_DX] = 0 if row[L.F_IN] == 0 else 1
-        ops.append(row)
-        opf.append(frow)
-        dims.append(int(row[L.F_NOUT]))
-        if row[L.F_KIND] != L.OP_SOFTMAX_XENT:
-            cur, d = int(row[L.F_OUT]), int(row[L.F_NOUT])
-        if fuse is not None:
-            dims.append(d)
-            i += 1
-        op_layers.append(i)
-        i += 1
-    return Plan(np.array(ops), np.array(opf), widths, entries, n_params, n_run, n_stats,
-                bn_layers, dims, op_layers)
+def _resolve_loss(layers, loss):
+    last = layers[-1]
+    if loss is None:
+        if not isinstance(last, Softmax):
+            raise ValueError(f"the last layer must be Softmax() for cross-entropy (got "
+                             f"{type(last).__name__}), or give the model another loss: "
+                             "Sequential(..., loss='mse' | 'binary_cross_entropy' | "
+                             "'multiclass_hinge' | 'hinge' | 'perceptron')")
+        loss = "cross_entropy"
+    spec = loss if not isinstance(loss, str) else get_loss(loss)
+    if spec.name == "cross_entropy" and not isinstance(last, Softmax):
+        raise ValueError("cross_entropy needs Softmax() as the last layer")
+    if spec.name == "binary_cross_entropy" and not isinstance(last, Sigmoid):
+        raise ValueError("binary_cross_entropy needs Sigmoid() as the last layer")
+    if spec.name != "cross_entropy" and isinstance(last, Softmax):
+        raise ValueError(f"Softmax() output goes with cross_entropy, not {spec.name!r}")
+    return spec

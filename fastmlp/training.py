@@ -44,8 +44,11 @@ class EpochRunner:
     """Everything one fit needs per compiled call: workspace, partial-gradient
     buffers, block/segment tables, optimizer and schedule parameters, step records."""
 
-    def __init__(self, model, X, y, batch_size, n_threads):
-        self.model, self.X, self.y = model, X, y
+    def __init__(self, model, data, batch_size, n_threads, seed):
+        self.model = model
+        self.X, self.y, self.T = data
+        X = self.X
+        self.seed = seed
         self.n = X.shape[0]
         self.bs = min(batch_size, self.n)
         self.steps_per_epoch = -(-self.n // self.bs)
@@ -54,21 +57,23 @@ class EpochRunner:
         self.ws = model._workspace("train", self.bs, self.n_chunks)
         self.grads = np.zeros((self.n_chunks, plan.n_params), model.dtype)
         self.blocks = plan.blocks(self.ws.ops)
-        self.seg = plan.segments(model.l2, 0.0, opt.weight_decay)
+        self.seg = plan.segments(model.l2, model.l1, opt.weight_decay)
         self.opt_hyper, self.sched_hyper = opt.hyper(), opt.schedule.hyper()
         self.step_loss = np.zeros(self.steps_per_epoch)
-        self.step_acc = np.zeros(self.steps_per_epoch)
+        self.step_metric = np.zeros(self.steps_per_epoch)
+        self.metric = model.plan.loss.metric
         self.step_lr = np.zeros(self.steps_per_epoch)
 
     def run_steps(self, order, first_step, k):
         """Run k updates starting at step `first_step` of the epoch; returns how many ran."""
         m, w, s = self.model, self.ws, first_step
         ran = L.train_steps(
-            w.ops, m.plan.opf, self.X, self.y, order, s * self.bs, k, self.bs, m.opt_step,
-            m.params, self.grads, m.opt_state, m.opt_scalars, m.bn_run, w.bn_stats, w.bn_parts,
-            w.ws, w.gws, w.yb, w.loss_parts, self.blocks, self.seg, m.optimizer.kind,
-            self.opt_hyper, m.optimizer.schedule.kind, self.sched_hyper, m.lr_scale,
-            self.n_chunks, self.step_loss[s:], self.step_acc[s:], self.step_lr[s:])
+            w.ops, m.plan.opf, self.X, self.y, self.T, order, s * self.bs, k, self.bs,
+            m.opt_step, self.seed, m.params, self.grads, m.opt_state, m.opt_scalars, m.bn_run,
+            w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb, w.loss_parts, self.blocks, self.seg,
+            m.optimizer.kind, self.opt_hyper, m.optimizer.schedule.kind, self.sched_hyper,
+            m.lr_scale, self.n_chunks, self.step_loss[s:], self.step_metric[s:],
+            self.step_lr[s:])
         m.step += ran
         m.opt_step += ran
         return ran
@@ -93,28 +98,36 @@ class EpochRunner:
                         f"last finite values. Try a smaller learning rate, a smaller l2, or "
                         f"batch normalisation.", history)
         finally:
-            for key, values in (("loss", self.step_loss), ("accuracy", self.step_acc),
-                                ("lr", self.step_lr)):
-                history.steps[key].extend(values[:done].tolist())
+            metric = self.step_metric[:done]
+            if self.metric == "rmse":  # the kernel reports each update's mean squared error
+                metric = np.sqrt(metric)
+            history.steps.setdefault(self.metric, []).extend(metric.tolist())
+            history.steps["loss"].extend(self.step_loss[:done].tolist())
+            history.steps["lr"].extend(self.step_lr[:done].tolist())
         return done
 
     def epoch_metrics(self, done):
-        """Size-weighted mean loss/accuracy over the epoch's `done` updates, cost, last lr."""
+        """Size-weighted means over the epoch's `done` updates: loss and accuracy (or RMSE,
+        from the mean squared error), plus the cost with the current weights and the last lr."""
         sizes = np.full(done, self.bs, np.float64)
         if done == self.steps_per_epoch:
             sizes[-1] = self.n - self.bs * (self.steps_per_epoch - 1)
         seen = sizes.sum()
         loss = float(np.dot(self.step_loss[:done], sizes) / seen)
-        return {"loss": loss, "accuracy": float(np.dot(self.step_acc[:done], sizes) / seen),
-                "cost": loss + self.model.penalty(), "lr": float(self.step_lr[done - 1])}
+        metric = float(np.dot(self.step_metric[:done], sizes) / seen)
+        if self.metric == "rmse":
+            metric = float(np.sqrt(metric))
+        return {"loss": loss, self.metric: metric, "cost": loss + self.model.penalty(),
+                "lr": float(self.step_lr[done - 1])}
 
 
-def train(model, X, y, Xv, yv, epochs, batch_size, shuffle, seed, verbose, n_threads, history,
+def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_threads, history,
           total_updates, callbacks):
-    """Run fit's loop: epochs (or exactly total_updates updates), callbacks between epochs."""
+    """Run fit's loop: epochs (or exactly total_updates updates), callbacks between epochs.
+    data, val: (X, y labels, T targets) as Sequential._prepare returns them (val may be None)."""
     from .progress import Progress
-    run = EpochRunner(model, X, y, batch_size, n_threads)
-    history.initial = model._metrics(X, y, Xv, yv, run.n_chunks)
+    run = EpochRunner(model, data, batch_size, n_threads, seed)
+    history.initial = model._metrics(data, val, run.n_chunks)
     remaining = epochs * run.steps_per_epoch if total_updates is None else total_updates
     # ~20 progress updates per epoch when verbose; one compiled call per epoch otherwise
     chunk = max(1, run.steps_per_epoch // 20) if verbose else run.steps_per_epoch
@@ -136,9 +149,9 @@ def train(model, X, y, Xv, yv, epochs, batch_size, shuffle, seed, verbose, n_thr
                 if done < todo:  # interrupted mid-epoch
                     break
                 metrics = run.epoch_metrics(done)
-                if Xv is not None:
+                if val is not None:
                     metrics.update({"val_" + k: v for k, v in
-                                    model._evaluate_arrays(Xv, yv, 1024, run.n_chunks).items()})
+                                    model._evaluate_arrays(*val, 1024, run.n_chunks).items()})
                 metrics["time"] = time.perf_counter() - t0
                 history.append_epoch(epoch, metrics)
                 model.epochs_done += 1

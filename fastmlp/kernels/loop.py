@@ -17,7 +17,8 @@ from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
                         bn_normalize, bn_partial_stats, bn_running_stats)
 from .dense import dense_backward, dense_backward_rows, dense_forward
 from .activations import act_backward, act_forward
-from .losses import softmax_xent
+from .dropout import dropout_backward, dropout_forward
+from .losses import margin_loss, mse, multiclass_hinge, sigmoid_bce, softmax_xent
 from .optim import step_scalars, update_blocks
 from .schedule import schedule_lr
 
@@ -25,7 +26,17 @@ from .schedule import schedule_lr
 OP_DENSE = 1
 OP_BN = 2
 OP_ACT = 3
-OP_SOFTMAX_XENT = 4
+OP_LOSS = 4      # the output head: loss code in F_ACT, margin in G_ALPHA
+OP_DROPOUT = 5   # rate in G_ALPHA, mask in F_AUX
+OP_ADD = 6       # residual sum: out = in + ws[F_AUX] (the block's input)
+OP_SKIP = 7      # marks a residual block's input F_IN; backward adds gws[F_AUX] (the sum's gradient)
+OP_SOFTMAX_XENT = OP_LOSS
+# loss codes (F_ACT of the head)
+LOSS_SOFTMAX_CE = 0
+LOSS_MSE = 1
+LOSS_SIGMOID_BCE = 2
+LOSS_MC_HINGE = 3
+LOSS_MARGIN = 4
 
 # int fields of an op row
 F_KIND = 0
@@ -95,8 +106,9 @@ def gather_rows(X, order, pos, n_rows, n_chunks, ws, base):
 
 
 @njit(**JIT)
-def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1):
-    """Forward of op k (dense, activation, or the normalise pass of bn) on rows r0:r1."""
+def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step):
+    """Forward of op k (dense, activation, dropout, residual sum, or the normalise pass
+    of bn) on rows r0:r1."""
     kind = ops[k, F_KIND]
     n_in, n_out, act = ops[k, F_NIN], ops[k, F_NOUT], ops[k, F_ACT]
     alpha = opf[k, G_ALPHA]
@@ -112,6 +124,18 @@ def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1):
                      rows(ws, ops[k, F_AUX], n_out, r0, r1), A, act, alpha)
     elif kind == OP_ACT:
         act_forward(X, A, act, alpha)
+    elif kind == OP_DROPOUT:
+        if training:
+            dropout_forward(X, A, rows(ws, ops[k, F_AUX], n_in, r0, r1), alpha, seed,
+                            step * ops.shape[0] + k, r0)
+        else:
+            copy_into(ws[ops[k, F_IN] + r0 * n_in: ops[k, F_IN] + r1 * n_in],
+                      ws[ops[k, F_OUT] + r0 * n_out: ops[k, F_OUT] + r1 * n_out])
+    elif kind == OP_ADD:
+        S = rows(ws, ops[k, F_AUX], n_in, r0, r1)
+        for i in range(X.shape[0]):
+            for j in range(n_in):
+                A[i, j] = X[i, j] + S[i, j]
 
 
 @njit(**JIT_PARALLEL)
@@ -138,38 +162,60 @@ def bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks
 
 @njit(**JIT_PARALLEL)
 def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n_rows, n_chunks,
-                 training, update_running):
-    """Run every op but the loss head on the n_rows rows already in the input buffer."""
+                 training, update_running, seed, step):
+    """Run every op but the loss head on the n_rows rows already in the input buffer.
+    seed and step (the update count) select the dropout masks."""
     for k in range(ops.shape[0] - 1):
         if ops[k, F_KIND] == OP_BN:
             bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
                            training, update_running)
+        if ops[k, F_KIND] == OP_SKIP:
+            continue
         for c in prange(n_chunks):
             r0, r1 = chunk_rows(n_rows, n_chunks, c)
-            forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1)
+            forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step)
+
+
+@njit(**JIT)
+def loss_chunk(code, margin, Z, y, T, dZ, n_rows, write_grad):
+    """The head's loss on one chunk: (loss sum, metric sum) (see kernels/losses.py)."""
+    inv_n = 1.0 / n_rows
+    if code == LOSS_MSE:
+        return mse(Z, T, dZ, inv_n / Z.shape[1], write_grad)
+    if code == LOSS_SIGMOID_BCE:
+        return sigmoid_bce(Z, T, dZ, inv_n / Z.shape[1], write_grad)
+    if code == LOSS_MC_HINGE:
+        return multiclass_hinge(Z, y, dZ, inv_n, margin, write_grad)
+    if code == LOSS_MARGIN:
+        return margin_loss(Z, T, dZ, inv_n, margin, write_grad)
+    return softmax_xent(Z, y, dZ, inv_n, write_grad)
 
 
 @njit(**JIT_PARALLEL)
-def loss_pass(ops, ws, gws, yb, n_rows, n_chunks, loss_parts, write_grad):
-    """Softmax cross-entropy of the head over n_rows rows; returns (loss sum, n correct).
+def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad):
+    """Loss of the head over n_rows rows; returns (loss sum, metric sum): correct
+    predictions for classification losses, squared error for MSE.
 
-    write_grad: dLogits = (p - y) / n_rows into gws; else probabilities into gws.
+    write_grad: the loss gradient wrt the head's input into gws; else the outputs
+    (probabilities for cross-entropy losses, the raw values otherwise).
     """
     k = ops.shape[0] - 1
     base, width = ops[k, F_IN], ops[k, F_NIN]
-    inv_n = 1.0 / n_rows
+    code, margin = ops[k, F_ACT], opf[k, G_ALPHA]
+    kt = Tb.shape[1]
     for c in prange(n_chunks):
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
-        loss, correct = softmax_xent(rows(ws, base, width, r0, r1), yb[r0:r1],
-                                     rows(gws, base, width, r0, r1), inv_n, write_grad)
+        loss, metric = loss_chunk(code, margin, rows(ws, base, width, r0, r1), yb[r0:r1],
+                                  Tb[r0:r1, :kt], rows(gws, base, width, r0, r1), n_rows,
+                                  write_grad)
         loss_parts[c, 0] = loss
-        loss_parts[c, 1] = correct
+        loss_parts[c, 1] = metric
     total = 0.0
-    correct = 0.0
+    metric = 0.0
     for c in range(n_chunks):
         total += loss_parts[c, 0]
-        correct += loss_parts[c, 1]
-    return total, correct
+        metric += loss_parts[c, 1]
+    return total, metric
 
 
 @njit(**JIT)
@@ -193,6 +239,17 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1):
     elif kind == OP_BN:
         bn_backward_sums(dA, A, rows(ws, ops[k, F_AUX], n_out, r0, r1), act, alpha,
                          grads_c[p0: p0 + n_out], grads_c[p1: p1 + n_out])
+    elif kind == OP_DROPOUT:
+        if ops[k, F_NEED_DX] != 0:
+            dropout_backward(dA, rows(ws, ops[k, F_AUX], n_in, r0, r1),
+                             rows(gws, ops[k, F_IN], n_in, r0, r1))
+    elif kind == OP_ADD:
+        copy_into(gws[ops[k, F_OUT] + r0 * n_out: ops[k, F_OUT] + r1 * n_out],
+                  gws[ops[k, F_IN] + r0 * n_in: ops[k, F_IN] + r1 * n_in])
+    elif kind == OP_SKIP:
+        if ops[k, F_NEED_DX] != 0:
+            add_into(gws[ops[k, F_AUX] + r0 * n_in: ops[k, F_AUX] + r1 * n_in],
+                     gws[ops[k, F_IN] + r0 * n_in: ops[k, F_IN] + r1 * n_in])
     elif kind == OP_ACT:
         act_backward(dA, A, act, alpha)
         if ops[k, F_NEED_DX] != 0:
@@ -278,47 +335,60 @@ def dense_weight_tiles(ops, k, grads, ws, gws, n_rows, n_chunks):
 
 
 @njit(**JIT)
-def gather_labels(y, order, pos, n_rows, yb):
-    """yb[i] = y[order[pos + i]] for i < n_rows."""
-    for i in range(n_rows):
-        yb[i] = y[order[pos + i]]
+def gather_labels(y, T, order, pos, n_rows, yb, Tb):
+    """yb[i] = y[order[pos + i]] and Tb[i] = T[order[pos + i]] for i < n_rows.
+    y (n,) int labels or (0,) when the loss takes float targets T (n, k) (else (n, 0))."""
+    if y.shape[0] > 0:
+        for i in range(n_rows):
+            yb[i] = y[order[pos + i]]
+    kt = T.shape[1]
+    if kt > 0:
+        for i in range(n_rows):
+            src = T[order[pos + i]]
+            for j in range(kt):
+                Tb[i, j] = src[j]
 
 
 @njit(**JIT)
-def train_steps(ops, opf, X, y, order, first, n_steps, batch_size, step0,
+def train_steps(ops, opf, X, y, T, order, first, n_steps, batch_size, step0, seed,
                 params, grads, opt_state, opt_scalars, bn_run, bn_stats, bn_parts, ws, gws, yb,
-                loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper, lr_scale,
-                max_chunks, step_loss, step_acc, step_lr):
+                Tb, loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper,
+                lr_scale, max_chunks, step_loss, step_metric, step_lr):
     """Run n_steps minibatch updates over the rows order[first:] in batches of batch_size.
 
-    X (n, n_features), y (n,) int labels; order (n,) a permutation. Mutates params,
-    opt_state, bn_run and the workspaces; writes step_loss / step_acc / step_lr[s]
-    for each step s run. step0 is the optimizer's update count before the first
-    step (schedules and bias corrections use it); the learning rate is
-    lr_scale * schedule(step) (lr_scale: reduce-on-plateau's factor). Returns the number of steps
-    completed: less than n_steps when a loss was NaN or inf (that step's update
-    is not applied, so params keep their last finite values).
+    X (n, n_features); targets y (n,) int labels or T (n, k) floats (see
+    gather_labels); order (n,) a permutation. Mutates params, opt_state, bn_run and
+    the workspaces; writes step_loss / step_metric (accuracy, or mean squared error
+    for MSE) / step_lr[s] for each step s run. step0 is the optimizer's update count
+    before the first step (schedules and bias corrections use it); the learning
+    rate is lr_scale * schedule(step) (lr_scale: reduce-on-plateau's factor); seed
+    and the update count select dropout masks. Returns the number of steps
+    completed: less than n_steps when a loss was NaN or inf (that step's update is
+    not applied, so params keep their last finite values).
     """
     n = order.shape[0]
     in_base = ops[0, F_IN]
     training = n > 0  # a typed bool, not a literal: shares forward_pass's compiled signature
+    per_output = ops[ops.shape[0] - 1, F_ACT] in (LOSS_MSE, LOSS_SIGMOID_BCE)
     for s in range(n_steps):
         pos = first + s * batch_size
         B = min(batch_size, n - pos)
         if B <= 0:
             return s
         nc = min(max_chunks, B)
+        t = step0 + s + 1
         gather_rows(X, order, pos, B, nc, ws, in_base)
-        gather_labels(y, order, pos, B, yb)
-        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, training)
-        loss, correct = loss_pass(ops, ws, gws, yb, B, nc, loss_parts, training)
+        gather_labels(y, T, order, pos, B, yb, Tb)
+        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, training,
+                     seed, t)
+        loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, training)
         if not np.isfinite(loss):
             return s
-        step_loss[s] = loss / B
-        step_acc[s] = correct / B
+        n_terms = B * Tb.shape[1] if per_output else B
+        step_loss[s] = loss / n_terms
+        step_metric[s] = metric / n_terms
         lr = lr_scale * schedule_lr(sched_kind, sched_hyper, np.float64(step0 + s))
         step_lr[s] = lr
-        t = step0 + s + 1
         mu_t, mu_next, mu_prod = step_scalars(opt_kind, opt_hyper, t, opt_scalars)
         backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc)
         # one streaming update pass: measured faster than updating each op (or each dW
@@ -329,13 +399,15 @@ def train_steps(ops, opf, X, y, order, first, n_steps, batch_size, step0,
 
 
 @njit(**JIT)
-def evaluate_rows(ops, opf, X, y, params, bn_run, bn_stats, bn_parts, ws, gws, yb, loss_parts,
-                  batch_size, max_chunks, probs, write_probs, training):
-    """Forward pass over all rows of X in batches; returns (loss sum, n correct).
+def evaluate_rows(ops, opf, X, y, T, params, bn_run, bn_stats, bn_parts, ws, gws, yb, Tb,
+                  loss_parts, batch_size, max_chunks, outputs, write_outputs, training, seed,
+                  step):
+    """Forward pass over all rows of X in batches; returns (loss sum, metric sum).
 
-    training=False (evaluation mode): BN uses running statistics. training=True:
-    BN uses each batch's statistics (running statistics are not updated). When write_probs, probs (n, n_classes) receives
-    the softmax outputs. y (n,) int labels (any valid labels when only predicting).
+    training=False (evaluation mode): BN uses running statistics, dropout is the
+    identity. training=True: BN uses each batch's statistics (running statistics
+    are not updated) and dropout masks of (seed, step). When write_outputs,
+    outputs (n, k) receives the model's outputs (probabilities for cross-entropy).
     """
     n = X.shape[0]
     order = np.arange(n)
@@ -344,36 +416,39 @@ def evaluate_rows(ops, opf, X, y, params, bn_run, bn_stats, bn_parts, ws, gws, y
     base, width = ops[k, F_IN], ops[k, F_NIN]
     no_update = n < 0  # typed False (see train_steps)
     total = 0.0
-    correct = 0.0
+    metric = 0.0
     for pos in range(0, n, batch_size):
         B = min(batch_size, n - pos)
         nc = min(max_chunks, B)
         gather_rows(X, order, pos, B, nc, ws, in_base)
-        gather_labels(y, order, pos, B, yb)
-        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, no_update)
-        l, c = loss_pass(ops, ws, gws, yb, B, nc, loss_parts, no_update)
+        gather_labels(y, T, order, pos, B, yb, Tb)
+        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, no_update,
+                     seed, step)
+        l, c = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, no_update)
         total += l
-        correct += c
-        if write_probs:
-            copy_into(gws[base: base + B * width], probs.ravel()[pos * width: (pos + B) * width])
-    return total, correct
+        metric += c
+        if write_outputs:
+            copy_into(gws[base: base + B * width], outputs.ravel()[pos * width: (pos + B) * width])
+    return total, metric
 
 
 @njit(**JIT)
-def loss_and_gradients(ops, opf, X, y, params, grads, bn_run, bn_stats, bn_parts, ws, gws, yb,
-                       loss_parts, max_chunks):
+def loss_and_gradients(ops, opf, X, y, T, params, grads, bn_run, bn_stats, bn_parts, ws, gws,
+                       yb, Tb, loss_parts, max_chunks, seed, step):
     """One training-mode forward + backward on all rows of X as a single batch.
 
-    No parameter or running-statistic update. Leaves per-chunk partial gradients
-    in grads[c] and returns (loss sum, n correct, number of chunks used).
+    No parameter or running-statistic update; dropout masks of (seed, step). Leaves
+    per-chunk partial gradients in grads[c] and returns (loss sum, metric sum,
+    number of chunks used).
     """
     n = X.shape[0]
     order = np.arange(n)
     nc = min(max_chunks, n)
     training, no_update = n > 0, n < 0  # typed bools (see train_steps)
     gather_rows(X, order, 0, n, nc, ws, ops[0, F_IN])
-    gather_labels(y, order, 0, n, yb)
-    forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n, nc, training, no_update)
-    loss, correct = loss_pass(ops, ws, gws, yb, n, nc, loss_parts, training)
+    gather_labels(y, T, order, 0, n, yb, Tb)
+    forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n, nc, training, no_update,
+                 seed, step)
+    loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, n, nc, loss_parts, training)
     backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n, nc)
-    return loss, correct, nc
+    return loss, metric, nc
