@@ -11,7 +11,8 @@ from .layers import (Activation, BatchNorm, BatchNormalization, Dense, Dropout, 
                      Linear, ReLU, Residual, Sigmoid, Softmax, Tanh)
 from .losses import get_loss
 from .model import DivergenceError, Sequential
-from .callbacks import Callback, EarlyStopping, LambdaCallback, ReduceLROnPlateau
+from .augment import Augment
+from .callbacks import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint, ReduceLROnPlateau
 from .optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, GradientNoise, Nadam, Optimizer,
                          RMSprop)
 from .schedules import Constant, CosineAnnealing, CyclicLR, ExponentialDecay, Schedule, StepDecay
@@ -21,7 +22,7 @@ Model = Sequential
 __version__ = "0.1.0"
 
 __all__ = [
-    "Dropout", "Residual", "get_loss",
+    "Dropout", "Residual", "get_loss", "ModelCheckpoint", "Augment",
     "Adadelta", "Adagrad", "Adamax", "Callback", "CosineAnnealing", "EarlyStopping",
     "ExponentialDecay", "GradientNoise", "LambdaCallback", "Nadam", "RMSprop", "ReduceLROnPlateau",
     "Schedule", "StepDecay",

@@ -123,3 +123,25 @@ class LambdaCallback(Callback):
     def on_epoch_end(self, model, epoch, logs):
         if self._fn(model, epoch, logs):
             model.stop_training = True
+
+
+class ModelCheckpoint(Callback):
+    """Save the model to `path` (atomically: temporary file + rename) every `every`
+    epochs and when training ends, so an interrupted run loses at most `every` epochs.
+    `fit(checkpoint=path)` adds one."""
+
+    def __init__(self, path, every=1):
+        if int(every) != every or every < 1:
+            raise ValueError(f"checkpoint_every must be an integer >= 1, got {every!r}")
+        self.path, self.every = path, int(every)
+        self._saved_at = None
+
+    def on_epoch_end(self, model, epoch, logs):
+        if (epoch + 1) % self.every == 0:
+            model.save(self.path)
+            self._saved_at = model.step
+
+    def on_train_end(self, model):
+        if model.built and model.step != self._saved_at:
+            model.save(self.path)
+            self._saved_at = model.step

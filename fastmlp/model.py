@@ -3,6 +3,7 @@ import numpy as np
 
 from . import _validation as V
 from ._threads import compute_threads
+from .augment import Augment
 from .history import History
 from .initializers import get_initializer
 from .kernels import loop as L
@@ -316,7 +317,8 @@ class Sequential:
 
     def fit(self, X, y, epochs=None, batch_size=32, optimizer=None, l2=None, l1=None,
             validation_data=None, validation_split=0.0, shuffle=True, seed=None,
-            verbose=1, n_threads=None, schedule=None, cycles=None, callbacks=None):
+            verbose=1, n_threads=None, schedule=None, cycles=None, callbacks=None,
+            checkpoint=None, checkpoint_every=1, augment=None):
         """Train on (X, y); continues from the current weights and optimizer state.
 
         X (n, n_features) numeric; y (n,) integer labels or (n, n_classes) one-hot.
@@ -333,6 +335,10 @@ class Sequential:
         (the last epoch may be partial); epochs then defaults to what that needs
         (a schedule created with cycles=k does the same when epochs is None).
         epochs defaults to 1 otherwise. callbacks: list of fastmlp.callbacks objects.
+        checkpoint: a path; the model (weights, optimizer state, counters, history)
+        is saved there atomically every `checkpoint_every` epochs and at the end, so
+        fm.load(path).fit(...) continues exactly as the uninterrupted run would.
+        augment: a fastmlp.Augment applied to each training batch in compiled code.
         Returns a History (also kept as self.history).
         """
         if epochs is not None:
@@ -377,19 +383,24 @@ class Sequential:
             epochs = needed
         epochs = 1 if epochs is None else epochs
         callbacks = list(callbacks or [])
+        if augment is not None and not isinstance(augment, Augment):
+            raise ValueError(f"augment must be a fastmlp.Augment, got {augment!r}")
+        if checkpoint is not None:
+            from .callbacks import ModelCheckpoint
+            callbacks.append(ModelCheckpoint(checkpoint, every=checkpoint_every))
         if l2 is not None:
             self.l2 = float(l2)
         if l1 is not None:
             self.l1 = float(l1)
         shuffle_seed = self.seed if seed is None else seed
         history = History({"epochs": epochs, "batch_size": batch_size, "l2": self.l2, "l1": self.l1,
-                           "shuffle": bool(shuffle),
+                           "shuffle": bool(shuffle), "augment": repr(augment) if augment else None,
                            "optimizer": repr(self.optimizer), "n_samples": X.shape[0],
                            "seed": shuffle_seed})
         self.history = history
         with compute_threads(n_threads) as n_threads:
             train(self, (X, y, T), val, epochs, batch_size, shuffle, shuffle_seed, verbose,
-                  n_threads, history, total_updates, callbacks)
+                  n_threads, history, total_updates, callbacks, augment)
         return history
 
     def _metrics(self, data, val, n_chunks):

@@ -44,7 +44,7 @@ class EpochRunner:
     """Everything one fit needs per compiled call: workspace, partial-gradient
     buffers, block/segment tables, optimizer and schedule parameters, step records."""
 
-    def __init__(self, model, data, batch_size, n_threads, seed):
+    def __init__(self, model, data, batch_size, n_threads, seed, augment=None):
         self.model = model
         self.X, self.y, self.T = data
         X = self.X
@@ -63,6 +63,7 @@ class EpochRunner:
         self.step_metric = np.zeros(self.steps_per_epoch)
         self.metric = model.plan.loss.metric
         self.step_lr = np.zeros(self.steps_per_epoch)
+        self.aug = augment.hyper(X) if augment is not None else np.zeros(0)
 
     def run_steps(self, order, first_step, k):
         """Run k updates starting at step `first_step` of the epoch; returns how many ran."""
@@ -72,7 +73,7 @@ class EpochRunner:
             m.opt_step, self.seed, m.params, self.grads, m.opt_state, m.opt_scalars, m.bn_run,
             w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb, w.loss_parts, self.blocks, self.seg,
             m.optimizer.kind, self.opt_hyper, m.optimizer.schedule.kind, self.sched_hyper,
-            m.lr_scale, self.n_chunks, self.step_loss[s:], self.step_metric[s:],
+            m.lr_scale, self.aug, self.n_chunks, self.step_loss[s:], self.step_metric[s:],
             self.step_lr[s:])
         m.step += ran
         m.opt_step += ran
@@ -122,11 +123,11 @@ class EpochRunner:
 
 
 def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_threads, history,
-          total_updates, callbacks):
+          total_updates, callbacks, augment=None):
     """Run fit's loop: epochs (or exactly total_updates updates), callbacks between epochs.
     data, val: (X, y labels, T targets) as Sequential._prepare returns them (val may be None)."""
     from .progress import Progress
-    run = EpochRunner(model, data, batch_size, n_threads, seed)
+    run = EpochRunner(model, data, batch_size, n_threads, seed, augment)
     history.initial = model._metrics(data, val, run.n_chunks)
     remaining = epochs * run.steps_per_epoch if total_updates is None else total_updates
     # ~20 progress updates per epoch when verbose; one compiled call per epoch otherwise

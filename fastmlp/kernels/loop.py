@@ -13,6 +13,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
+from .augment import augment_batch
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
                         bn_normalize, bn_partial_stats, bn_running_stats)
 from .dense import dense_backward, dense_backward_rows, dense_forward
@@ -353,7 +354,7 @@ def gather_labels(y, T, order, pos, n_rows, yb, Tb):
 def train_steps(ops, opf, X, y, T, order, first, n_steps, batch_size, step0, seed,
                 params, grads, opt_state, opt_scalars, bn_run, bn_stats, bn_parts, ws, gws, yb,
                 Tb, loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper,
-                lr_scale, max_chunks, step_loss, step_metric, step_lr):
+                lr_scale, aug, max_chunks, step_loss, step_metric, step_lr):
     """Run n_steps minibatch updates over the rows order[first:] in batches of batch_size.
 
     X (n, n_features); targets y (n,) int labels or T (n, k) floats (see
@@ -362,13 +363,15 @@ def train_steps(ops, opf, X, y, T, order, first, n_steps, batch_size, step0, see
     for MSE) / step_lr[s] for each step s run. step0 is the optimizer's update count
     before the first step (schedules and bias corrections use it); the learning
     rate is lr_scale * schedule(step) (lr_scale: reduce-on-plateau's factor); seed
-    and the update count select dropout masks. Returns the number of steps
+    and the update count select dropout masks and the augmentation draws (`aug`, see
+    kernels/augment.py; empty for none). Returns the number of steps
     completed: less than n_steps when a loss was NaN or inf (that step's update is
     not applied, so params keep their last finite values).
     """
     n = order.shape[0]
     in_base = ops[0, F_IN]
     training = n > 0  # a typed bool, not a literal: shares forward_pass's compiled signature
+    d_in = X.shape[1]
     per_output = ops[ops.shape[0] - 1, F_ACT] in (LOSS_MSE, LOSS_SIGMOID_BCE)
     for s in range(n_steps):
         pos = first + s * batch_size
@@ -379,6 +382,9 @@ def train_steps(ops, opf, X, y, T, order, first, n_steps, batch_size, step0, see
         t = step0 + s + 1
         gather_rows(X, order, pos, B, nc, ws, in_base)
         gather_labels(y, T, order, pos, B, yb, Tb)
+        if aug.shape[0] > 0:
+            # the input's gradient slot is never written (nothing backpropagates into X)
+            augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed, t)
         forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, training,
                      seed, t)
         loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, training)
