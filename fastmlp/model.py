@@ -416,7 +416,9 @@ class Sequential:
         counts = {}
         for e in self.plan.entries:
             counts[e.layer] = counts.get(e.layer, 0) + e.size
-        non_trainable = {i: 2 * w for i, _, w in self.plan.bn_layers}
+        non_trainable = {}  # BN running mean and var; a Residual may hold several BN layers
+        for i, _, w in self.plan.bn_layers:
+            non_trainable[i] = non_trainable.get(i, 0) + 2 * w
         lines = [f"{'Layer (type)':<28}{'Output Shape':<18}{'Param #':>10}", "=" * 56]
         for i, layer in enumerate(self.layers):
             out = f"(None, {self.plan.output_dims[i]})"

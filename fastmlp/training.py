@@ -70,7 +70,7 @@ class EpochRunner:
         m, w, s = self.model, self.ws, first_step
         ran = L.train_steps(
             w.ops, m.plan.opf, self.X, self.y, self.T, order, s * self.bs, k, self.bs,
-            m.opt_step, self.seed, m.params, self.grads, m.opt_state, m.opt_scalars, m.bn_run,
+            m.opt_step, m.step, self.seed, m.params, self.grads, m.opt_state, m.opt_scalars, m.bn_run,
             w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb, w.loss_parts, self.blocks, self.seg,
             m.optimizer.kind, self.opt_hyper, m.optimizer.schedule.kind, self.sched_hyper,
             m.lr_scale, self.aug, self.n_chunks, self.step_loss[s:], self.step_metric[s:],

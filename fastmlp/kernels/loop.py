@@ -351,7 +351,7 @@ def gather_labels(y, T, order, pos, n_rows, yb, Tb):
 
 
 @njit(**JIT)
-def train_steps(ops, opf, X, y, T, order, first, n_steps, batch_size, step0, seed,
+def train_steps(ops, opf, X, y, T, order, first, n_steps, batch_size, step0, rng_step0, seed,
                 params, grads, opt_state, opt_scalars, bn_run, bn_stats, bn_parts, ws, gws, yb,
                 Tb, loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper,
                 lr_scale, aug, max_chunks, step_loss, step_metric, step_lr):
@@ -361,7 +361,8 @@ def train_steps(ops, opf, X, y, T, order, first, n_steps, batch_size, step0, see
     gather_labels); order (n,) a permutation. Mutates params, opt_state, bn_run and
     the workspaces; writes step_loss / step_metric (accuracy, or mean squared error
     for MSE) / step_lr[s] for each step s run. step0 is the optimizer's update count
-    before the first step (schedules and bias corrections use it); the learning
+    before the first step (schedules and bias corrections use it), rng_step0 the
+    model's (dropout masks and augmentation draw from (seed, rng_step0 + s)); the learning
     rate is lr_scale * schedule(step) (lr_scale: reduce-on-plateau's factor); seed
     and the update count select dropout masks and the augmentation draws (`aug`, see
     kernels/augment.py; empty for none). Returns the number of steps
@@ -380,13 +381,14 @@ def train_steps(ops, opf, X, y, T, order, first, n_steps, batch_size, step0, see
             return s
         nc = min(max_chunks, B)
         t = step0 + s + 1
+        r = rng_step0 + s  # the model's update count: compute_loss at model.step draws the same
         gather_rows(X, order, pos, B, nc, ws, in_base)
         gather_labels(y, T, order, pos, B, yb, Tb)
         if aug.shape[0] > 0:
             # the input's gradient slot is never written (nothing backpropagates into X)
-            augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed, t)
+            augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed, r)
         forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, training,
-                     seed, t)
+                     seed, r)
         loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, training)
         if not np.isfinite(loss):
             return s
