@@ -181,14 +181,26 @@ class Sequential:
         return ws
 
     # ---------------------------------------------------------------- inference
+    def _kernel(self, mode, w, X, y, T, batch_size, n_chunks, grads=None, outputs=None,
+                training=False):
+        """run_batches in MODE_EVAL / MODE_GRAD over all rows of X (placeholders of the
+        training call's types elsewhere, so one compiled signature serves every mode)."""
+        f64, dt = np.zeros(0), np.zeros((0, 0), self.dtype)
+        n = X.shape[0]
+        n_steps = -(-n // batch_size)
+        return L.run_batches(
+            mode, w.ops, self.plan.opf, X, y, T, np.arange(n), 0, n_steps, batch_size, 0,
+            self.step, self.seed, self.params, dt if grads is None else grads, dt, f64,
+            self.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb, w.loss_parts,
+            np.zeros((0, 4), np.int64), np.zeros((0, 3)), 0, f64, 0, f64, 1.0, f64, n_chunks,
+            f64, f64, f64, dt if outputs is None else outputs, training)
+
     def _run_eval(self, X, y, T, batch_size, n_chunks, write_outputs, training=False):
         w = self._workspace("train-batch" if training else "eval", batch_size, n_chunks)
         shape = (X.shape[0], self.plan.n_outputs) if write_outputs else (0, 0)
         outputs = np.empty(shape, self.dtype)
-        loss, metric = L.evaluate_rows(w.ops, self.plan.opf, X, y, T, self.params, self.bn_run,
-                                       w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb,
-                                       w.loss_parts, batch_size, n_chunks, outputs,
-                                       write_outputs, training, self.seed, self.step)
+        _, loss, metric, _ = self._kernel(L.MODE_EVAL, w, X, y, T, batch_size, n_chunks,
+                                          outputs=outputs, training=training)
         return loss, metric, outputs
 
     def _prepare(self, X, y=None, targets=True):
@@ -294,10 +306,7 @@ class Sequential:
             n = min(n, X.shape[0])
             w = self._workspace("train-batch", X.shape[0], n)
             grads = np.zeros((n, self.plan.n_params), self.dtype)
-            _, _, n_parts = L.loss_and_gradients(w.ops, self.plan.opf, X, y, T, self.params,
-                                                 grads, self.bn_run, w.bn_stats, w.bn_parts, w.ws,
-                                                 w.gws, w.yb, w.Tb, w.loss_parts, n, self.seed,
-                                                 self.step)
+            _, _, _, n_parts = self._kernel(L.MODE_GRAD, w, X, y, T, X.shape[0], n, grads=grads)
             reduce_gradients(self.params, grads, self.plan.blocks(w.ops), self.plan.segments(l2, l1),
                              n_parts, np.zeros(3), 1)
         return [self._view(e, grads[0]).copy() for e in self.plan.entries]

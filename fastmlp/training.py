@@ -64,17 +64,19 @@ class EpochRunner:
         self.metric = model.plan.loss.metric
         self.step_lr = np.zeros(self.steps_per_epoch)
         self.aug = augment.hyper(X) if augment is not None else np.zeros(0)
+        self._no_outputs = np.zeros((0, 0), model.dtype)
 
     def run_steps(self, order, first_step, k):
         """Run k updates starting at step `first_step` of the epoch; returns how many ran."""
         m, w, s = self.model, self.ws, first_step
-        ran = L.train_steps(
-            w.ops, m.plan.opf, self.X, self.y, self.T, order, s * self.bs, k, self.bs,
-            m.opt_step, m.step, self.seed, m.params, self.grads, m.opt_state, m.opt_scalars, m.bn_run,
-            w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb, w.loss_parts, self.blocks, self.seg,
-            m.optimizer.kind, self.opt_hyper, m.optimizer.schedule.kind, self.sched_hyper,
-            m.lr_scale, self.aug, self.n_chunks, self.step_loss[s:], self.step_metric[s:],
-            self.step_lr[s:])
+        ran = L.run_batches(
+            L.MODE_TRAIN, w.ops, m.plan.opf, self.X, self.y, self.T, order, s * self.bs, k,
+            self.bs, m.opt_step, m.step, self.seed, m.params, self.grads, m.opt_state,
+            m.opt_scalars, m.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb,
+            w.loss_parts, self.blocks, self.seg, m.optimizer.kind, self.opt_hyper,
+            m.optimizer.schedule.kind, self.sched_hyper, m.lr_scale, self.aug, self.n_chunks,
+            self.step_loss[s:], self.step_metric[s:], self.step_lr[s:], self._no_outputs,
+            True)[0]
         m.step += ran
         m.opt_step += ran
         return ran

@@ -350,113 +350,84 @@ def gather_labels(y, T, order, pos, n_rows, yb, Tb):
                 Tb[i, j] = src[j]
 
 
-@njit(**JIT)
-def train_steps(ops, opf, X, y, T, order, first, n_steps, batch_size, step0, rng_step0, seed,
-                params, grads, opt_state, opt_scalars, bn_run, bn_stats, bn_parts, ws, gws, yb,
-                Tb, loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper,
-                lr_scale, aug, max_chunks, step_loss, step_metric, step_lr):
-    """Run n_steps minibatch updates over the rows order[first:] in batches of batch_size.
+MODE_TRAIN = 0   # minibatch updates
+MODE_EVAL = 1    # forward + loss over all rows in batches (optionally the outputs)
+MODE_GRAD = 2    # one training-mode forward + backward over all rows, no update
 
-    X (n, n_features); targets y (n,) int labels or T (n, k) floats (see
-    gather_labels); order (n,) a permutation. Mutates params, opt_state, bn_run and
-    the workspaces; writes step_loss / step_metric (accuracy, or mean squared error
-    for MSE) / step_lr[s] for each step s run. step0 is the optimizer's update count
+
+@njit(**JIT)
+def run_batches(mode, ops, opf, X, y, T, order, first, n_steps, batch_size, step0, rng_step0,
+                seed, params, grads, opt_state, opt_scalars, bn_run, bn_stats, bn_parts, ws, gws,
+                yb, Tb, loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper,
+                lr_scale, aug, max_chunks, step_loss, step_metric, step_lr, outputs, training):
+    """The one compiled entry point (one compilation serves training, evaluation and
+    gradient checks). Returns (steps completed, loss sum, metric sum, chunks used).
+
+    MODE_TRAIN: n_steps minibatch updates over the rows order[first:] in batches of
+    batch_size. X (n, n_features); targets y (n,) int labels or T (n, k) floats (see
+    gather_labels); order (n,) a permutation. Mutates params, opt_state, bn_run and the
+    workspaces; writes step_loss / step_metric (accuracy, or mean squared error for
+    MSE) / step_lr[s] for each step s run. step0 is the optimizer's update count
     before the first step (schedules and bias corrections use it), rng_step0 the
-    model's (dropout masks and augmentation draw from (seed, rng_step0 + s)); the learning
-    rate is lr_scale * schedule(step) (lr_scale: reduce-on-plateau's factor); seed
-    and the update count select dropout masks and the augmentation draws (`aug`, see
-    kernels/augment.py; empty for none). Returns the number of steps
-    completed: less than n_steps when a loss was NaN or inf (that step's update is
-    not applied, so params keep their last finite values).
+    model's (dropout masks and augmentation draw from (seed, rng_step0 + s)); the
+    learning rate is lr_scale * schedule(step) (lr_scale: reduce-on-plateau's factor);
+    `aug` (kernels/augment.py; empty for none). Stops early when a loss is NaN or inf
+    (that step's update is not applied, so params keep their last finite values).
+    MODE_EVAL: forward and loss over all rows in order, batches of batch_size;
+    training selects batch statistics (BN) and the dropout masks of (seed,
+    rng_step0), else running statistics and no dropout; when outputs has rows, it
+    receives the model's outputs (probabilities for cross-entropy).
+    MODE_GRAD: all rows as one training-mode batch, forward and backward with the
+    masks of (seed, rng_step0), no update: per-chunk partial gradients in grads[c].
     """
     n = order.shape[0]
     in_base = ops[0, F_IN]
-    training = n > 0  # a typed bool, not a literal: shares forward_pass's compiled signature
     d_in = X.shape[1]
-    per_output = ops[ops.shape[0] - 1, F_ACT] in (LOSS_MSE, LOSS_SIGMOID_BCE)
+    k_head = ops.shape[0] - 1
+    per_output = ops[k_head, F_ACT] in (LOSS_MSE, LOSS_SIGMOID_BCE)
+    is_train = mode == MODE_TRAIN
+    needs_grad = mode != MODE_EVAL
+    bn_training = training or needs_grad
+    total = 0.0
+    metric_total = 0.0
+    nc = 1
     for s in range(n_steps):
         pos = first + s * batch_size
         B = min(batch_size, n - pos)
         if B <= 0:
-            return s
+            return s, total, metric_total, nc
         nc = min(max_chunks, B)
         t = step0 + s + 1
         r = rng_step0 + s  # the model's update count: compute_loss at model.step draws the same
         gather_rows(X, order, pos, B, nc, ws, in_base)
         gather_labels(y, T, order, pos, B, yb, Tb)
-        if aug.shape[0] > 0:
+        if is_train and aug.shape[0] > 0:
             # the input's gradient slot is never written (nothing backpropagates into X)
             augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed, r)
-        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, training,
+        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, bn_training, is_train,
                      seed, r)
-        loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, training)
-        if not np.isfinite(loss):
-            return s
+        loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, needs_grad)
+        total += loss
+        metric_total += metric
+        if mode == MODE_EVAL:
+            if outputs.shape[0] > 0:
+                base, width = ops[k_head, F_IN], ops[k_head, F_NIN]
+                copy_into(gws[base: base + B * width],
+                          outputs.ravel()[pos * width: (pos + B) * width])
+            continue
+        if not np.isfinite(loss) and is_train:
+            return s, total, metric_total, nc
+        backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc)
+        if not is_train:
+            continue
         n_terms = B * Tb.shape[1] if per_output else B
         step_loss[s] = loss / n_terms
         step_metric[s] = metric / n_terms
         lr = lr_scale * schedule_lr(sched_kind, sched_hyper, np.float64(step0 + s))
         step_lr[s] = lr
         mu_t, mu_next, mu_prod = step_scalars(opt_kind, opt_hyper, t, opt_scalars)
-        backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc)
         # one streaming update pass: measured faster than updating each op (or each dW
         # tile) between the GEMMs, which evicts the GEMMs' working set
         update_blocks(opt_kind, opt_hyper, lr, t, params, grads, opt_state, blocks, 0,
                       blocks.shape[0], seg, nc, mu_t, mu_next, mu_prod)
-    return n_steps
-
-
-@njit(**JIT)
-def evaluate_rows(ops, opf, X, y, T, params, bn_run, bn_stats, bn_parts, ws, gws, yb, Tb,
-                  loss_parts, batch_size, max_chunks, outputs, write_outputs, training, seed,
-                  step):
-    """Forward pass over all rows of X in batches; returns (loss sum, metric sum).
-
-    training=False (evaluation mode): BN uses running statistics, dropout is the
-    identity. training=True: BN uses each batch's statistics (running statistics
-    are not updated) and dropout masks of (seed, step). When write_outputs,
-    outputs (n, k) receives the model's outputs (probabilities for cross-entropy).
-    """
-    n = X.shape[0]
-    order = np.arange(n)
-    in_base = ops[0, F_IN]
-    k = ops.shape[0] - 1
-    base, width = ops[k, F_IN], ops[k, F_NIN]
-    no_update = n < 0  # typed False (see train_steps)
-    total = 0.0
-    metric = 0.0
-    for pos in range(0, n, batch_size):
-        B = min(batch_size, n - pos)
-        nc = min(max_chunks, B)
-        gather_rows(X, order, pos, B, nc, ws, in_base)
-        gather_labels(y, T, order, pos, B, yb, Tb)
-        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, training, no_update,
-                     seed, step)
-        l, c = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, no_update)
-        total += l
-        metric += c
-        if write_outputs:
-            copy_into(gws[base: base + B * width], outputs.ravel()[pos * width: (pos + B) * width])
-    return total, metric
-
-
-@njit(**JIT)
-def loss_and_gradients(ops, opf, X, y, T, params, grads, bn_run, bn_stats, bn_parts, ws, gws,
-                       yb, Tb, loss_parts, max_chunks, seed, step):
-    """One training-mode forward + backward on all rows of X as a single batch.
-
-    No parameter or running-statistic update; dropout masks of (seed, step). Leaves
-    per-chunk partial gradients in grads[c] and returns (loss sum, metric sum,
-    number of chunks used).
-    """
-    n = X.shape[0]
-    order = np.arange(n)
-    nc = min(max_chunks, n)
-    training, no_update = n > 0, n < 0  # typed bools (see train_steps)
-    gather_rows(X, order, 0, n, nc, ws, ops[0, F_IN])
-    gather_labels(y, T, order, 0, n, yb, Tb)
-    forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n, nc, training, no_update,
-                 seed, step)
-    loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, n, nc, loss_parts, training)
-    backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n, nc)
-    return loss, metric, nc
+    return n_steps, total, metric_total, nc
