@@ -31,10 +31,17 @@ def normal(rng, n_in, n_out, sigma=None):
     return rng.normal(0.0, sigma, size=(n_in, n_out))
 
 
+def uniform(rng, n_in, n_out, sigma=None):
+    """U(-limit, limit) with a fixed limit (passed as `sigma`: Dense(init="uniform", limit=...))."""
+    if sigma is None or not sigma > 0:
+        raise ValueError(f"init='uniform' needs limit > 0, got limit={sigma!r}")
+    return rng.uniform(-sigma, sigma, size=(n_in, n_out))
+
+
 INITIALIZERS = {
     "he_normal": he_normal, "he": he_normal, "he_uniform": he_uniform,
     "glorot_normal": glorot_normal, "glorot_uniform": glorot_uniform, "xavier": glorot_normal,
-    "normal": normal,
+    "normal": normal, "uniform": uniform,
 }
 
 

@@ -28,18 +28,27 @@ class Dense(Layer):
     """Fully connected layer Z = X @ W + b, W of shape (n_in, units).
 
     init: "he_normal" (default), "he_uniform", "glorot_normal", "glorot_uniform",
-    or "normal" with `sigma` (standard deviation). `activation` fuses an
+    "normal" with `sigma` (standard deviation) or "uniform" with `limit` (U(-limit,
+    limit)); biases start at the constant `bias` (default 0). `activation` fuses an
     activation ("relu", ...) like a following activation layer would.
     l2 / l1 override fit's penalties for this layer's W (None: use fit's).
     """
     name = "dense"
 
-    def __init__(self, units, activation=None, init="he_normal", sigma=None, l2=None, l1=None):
+    def __init__(self, units, activation=None, init="he_normal", sigma=None, l2=None, l1=None,
+                 limit=None, bias=0.0):
         if int(units) != units or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         get_initializer(init)
         if init == "normal" and (sigma is None or not sigma > 0):
             raise ValueError(f"Dense(init='normal') needs sigma > 0, got sigma={sigma!r}")
+        if init == "uniform":
+            if limit is None or not limit > 0:
+                raise ValueError(f"Dense(init='uniform') needs limit > 0, got limit={limit!r}")
+            sigma = limit  # the spread parameter the initialiser reads
+        if not (isinstance(bias, (int, float)) and abs(bias) < float("inf")):
+            raise ValueError(f"Dense bias must be a finite number (the initial value), got {bias!r}")
+        self.limit, self.bias = limit, float(bias)
         self.units = int(units)
         self.activation = activation
         if activation is not None:
@@ -62,8 +71,12 @@ class Dense(Layer):
             cfg["activation"] = self.activation
         if self.init != "he_normal":
             cfg["init"] = self.init
-        if self.sigma is not None:
+        if self.limit is not None:
+            cfg["limit"] = self.limit
+        elif self.sigma is not None:
             cfg["sigma"] = self.sigma
+        if self.bias:
+            cfg["bias"] = self.bias
         for name in ("l2", "l1"):
             if getattr(self, name) is not None:
                 cfg[name] = getattr(self, name)

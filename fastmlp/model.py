@@ -104,6 +104,8 @@ class Sequential:
             if e.name == "W":
                 layer = e.owner
                 view[...] = get_initializer(layer.init)(rng, e.shape[0], e.shape[1], layer.sigma)
+            elif e.name == "b":
+                view[...] = getattr(e.owner, "bias", 0.0)
             elif e.name == "gamma":
                 view[...] = 1
         self.bn_run = np.zeros(max(self.plan.n_bn_run, 1), self.dtype)

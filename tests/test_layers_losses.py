@@ -991,3 +991,18 @@ def test_residual_bn_net_learns_mnist_subset():
     model.fit(X, y, epochs=2, batch_size=64, optimizer=fm.Adam(1e-3), verbose=0)
     acc = model.evaluate(Xt, yt)["accuracy"]
     assert acc >= 0.90, acc
+
+
+def test_uniform_init_and_constant_bias():
+    model = fm.Sequential([fm.Dense(400, init="uniform", limit=0.05, bias=0.3), fm.ReLU(),
+                           fm.Dense(2), fm.Softmax()], seed=0).build(300)
+    W, b = model.get_weights()[:2]
+    assert np.abs(W).max() <= 0.05 and np.abs(W).max() > 0.049   # fills U(-0.05, 0.05)
+    assert abs(W.mean()) < 1e-3 and W.std() == pytest.approx(0.05 / np.sqrt(3), rel=0.02)
+    assert np.all(b == np.float32(0.3))
+    assert np.all(model.get_weights()[3] == 0)                    # default bias 0
+    with pytest.raises(ValueError, match="needs limit > 0"):
+        fm.Dense(3, init="uniform")
+    again = fm.Sequential([fm.Dense(4, init="uniform", limit=0.1, bias=-1.0), fm.Softmax()])
+    cfg = again.layers[0].config()
+    assert fm.Dense(**cfg).config() == cfg
