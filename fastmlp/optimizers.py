@@ -10,7 +10,7 @@ layout of the flat parameters; `Optimizer.step` applies one update to any flat a
 import numpy as np
 
 from .kernels import optim as _k
-from .schedules import SCHEDULES, Schedule, as_schedule
+from .schedules import SCHEDULES, as_schedule
 
 
 class GradientNoise:
