@@ -10,6 +10,7 @@ from .kernels import loop as L
 from .kernels.optim import reduce_gradients
 from .layers import Layer
 from .optimizers import SGD, Optimizer
+from .schedules import as_schedule
 from .plan import compile_layers
 from .training import DivergenceError, train  # noqa: F401  (DivergenceError re-exported)
 
@@ -314,12 +315,17 @@ class Sequential:
         return [self._view(e, grads[0]).copy() for e in self.plan.entries]
 
     # ---------------------------------------------------------------- training
-    def _set_optimizer(self, optimizer):
+    def _optimizer_for(self, optimizer):
+        """The optimizer a fit uses: the given one, else the previous one, else SGD()."""
         if optimizer is None:
             optimizer = self.optimizer or SGD()
         if not isinstance(optimizer, Optimizer):
             raise ValueError(f"optimizer must be a fastmlp optimizer such as SGD(lr=0.01), "
                              f"got {optimizer!r}")
+        return optimizer
+
+    def _set_optimizer(self, optimizer):
+        """Make `optimizer` the model's; a new one starts with fresh state."""
         if optimizer is not self.optimizer or self.opt_state is None:
             self.optimizer = optimizer
             self.opt_state, self.opt_scalars = optimizer.init_state(self.plan.n_params, self.dtype)
@@ -339,7 +345,8 @@ class Sequential:
         own l2 / l1 override these for its W.
         validation_data=(X_val, y_val), or validation_split: the last fraction of
         the rows (before shuffling) held out. seed: shuffling (and the initial
-        weights when the model is unbuilt and was created without a seed). verbose=1: a tqdm progress bar.
+        weights when the model is unbuilt and was created without a seed).
+        verbose=1: a tqdm progress bar.
         schedule: a learning-rate schedule replacing the optimizer's lr (it is set
         on the optimizer object, which keeps it for later fits, as Keras does).
         cycles: with a cyclic schedule, train exactly 2 * step_size * cycles updates
@@ -358,61 +365,51 @@ class Sequential:
         for name, value in (("l2", l2), ("l1", l1)):
             if value is not None and not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if not 0.0 <= validation_split < 1.0:
-            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
+        if augment is not None and not isinstance(augment, Augment):
+            raise ValueError(f"augment must be a fastmlp.Augment, got {augment!r}")
+        callbacks = list(callbacks or [])
+        if checkpoint is not None:
+            from .callbacks import ModelCheckpoint
+            callbacks.append(ModelCheckpoint(checkpoint, every=checkpoint_every))
         if not self.built:
             X = V.check_features(X, self.dtype)
             self.build(X.shape[1], seed if self.seed is None else None)
+        data, val = self._fit_data(X, y, validation_data, validation_split)
+        optimizer = self._optimizer_for(optimizer)
+        sched = optimizer.schedule if schedule is None else as_schedule(schedule)
+        epochs, total_updates = _training_length(epochs, cycles, sched, data[0].shape[0],
+                                                 batch_size)
+        # everything is checked: from here on the model changes
+        self._set_optimizer(optimizer)
+        optimizer.schedule = sched
+        self.l2 = self.l2 if l2 is None else float(l2)
+        self.l1 = self.l1 if l1 is None else float(l1)
+        shuffle_seed = self.seed if seed is None else seed
+        history = History({"epochs": epochs, "batch_size": batch_size, "l2": self.l2, "l1": self.l1,
+                           "shuffle": bool(shuffle), "augment": repr(augment) if augment else None,
+                           "optimizer": repr(self.optimizer), "n_samples": data[0].shape[0],
+                           "seed": shuffle_seed})
+        self.history = history
+        with compute_threads(n_threads) as n_threads:
+            train(self, data, val, epochs, batch_size, shuffle, shuffle_seed, verbose,
+                  n_threads, history, total_updates, callbacks, augment)
+        return history
+
+    def _fit_data(self, X, y, validation_data, validation_split):
+        """Checked training arrays (X, y, T) and validation arrays (or None)."""
+        if not 0.0 <= validation_split < 1.0:
+            raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         X, y, T = self._prepare(X, y)
         if validation_data is not None:
             if len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
-            val = self._prepare(*validation_data)
-        elif validation_split > 0:
+            return (X, y, T), self._prepare(*validation_data)
+        if validation_split > 0:
             n_val = int(round(X.shape[0] * validation_split))
             if not 0 < n_val < X.shape[0]:
                 raise ValueError(f"validation_split={validation_split} leaves no rows on one side")
-            val = (X[-n_val:], y[-n_val:], T[-n_val:])
-            X, y, T = X[:-n_val], y[:-n_val], T[:-n_val]
-        else:
-            val = None
-        self._set_optimizer(optimizer)
-        if schedule is not None:
-            from .schedules import as_schedule
-            self.optimizer.schedule = as_schedule(schedule)
-        steps_per_epoch = -(-X.shape[0] // min(batch_size, X.shape[0]))
-        total_updates = None
-        if cycles is not None or (epochs is None and self.optimizer.schedule.total_steps() is not None):
-            total_updates = self.optimizer.schedule.total_steps(cycles)
-            if total_updates is None:
-                raise ValueError(f"cycles={cycles!r} needs a cyclic schedule such as CyclicLR, "
-                                 f"got {self.optimizer.schedule!r}")
-            needed = -(-total_updates // steps_per_epoch)
-            if epochs is not None and epochs < needed:
-                raise ValueError(f"{cycles} cycles take {total_updates} updates = {needed} epochs "
-                                 f"of {steps_per_epoch} updates; epochs={epochs} is too few")
-            epochs = needed
-        epochs = 1 if epochs is None else epochs
-        callbacks = list(callbacks or [])
-        if augment is not None and not isinstance(augment, Augment):
-            raise ValueError(f"augment must be a fastmlp.Augment, got {augment!r}")
-        if checkpoint is not None:
-            from .callbacks import ModelCheckpoint
-            callbacks.append(ModelCheckpoint(checkpoint, every=checkpoint_every))
-        if l2 is not None:
-            self.l2 = float(l2)
-        if l1 is not None:
-            self.l1 = float(l1)
-        shuffle_seed = self.seed if seed is None else seed
-        history = History({"epochs": epochs, "batch_size": batch_size, "l2": self.l2, "l1": self.l1,
-                           "shuffle": bool(shuffle), "augment": repr(augment) if augment else None,
-                           "optimizer": repr(self.optimizer), "n_samples": X.shape[0],
-                           "seed": shuffle_seed})
-        self.history = history
-        with compute_threads(n_threads) as n_threads:
-            train(self, (X, y, T), val, epochs, batch_size, shuffle, shuffle_seed, verbose,
-                  n_threads, history, total_updates, callbacks, augment)
-        return history
+            return (X[:-n_val], y[:-n_val], T[:-n_val]), (X[-n_val:], y[-n_val:], T[-n_val:])
+        return (X, y, T), None
 
     def _metrics(self, data, val, n_chunks):
         out = self._evaluate_arrays(*data, 1024, n_chunks)
@@ -450,3 +447,20 @@ class Sequential:
         """Save the whole model as one .npz file (see fastmlp.persistence); fm.load(path) reads it."""
         from .persistence import save_model
         return save_model(self, path)
+
+
+def _training_length(epochs, cycles, schedule, n_samples, batch_size):
+    """(epochs, total updates or None) of a fit: exactly 2 * step_size * cycles updates
+    with a cyclic schedule given `cycles` (or created with them when epochs is None)."""
+    steps_per_epoch = -(-n_samples // min(batch_size, n_samples))
+    if cycles is None and not (epochs is None and schedule.total_steps() is not None):
+        return (1 if epochs is None else epochs), None
+    total = schedule.total_steps(cycles)
+    if total is None:
+        raise ValueError(f"cycles={cycles!r} needs a cyclic schedule such as CyclicLR, "
+                         f"got {schedule!r}")
+    needed = -(-total // steps_per_epoch)
+    if epochs is not None and epochs < needed:
+        raise ValueError(f"{cycles} cycles take {total} updates = {needed} epochs of "
+                         f"{steps_per_epoch} updates; epochs={epochs} is too few")
+    return needed, total

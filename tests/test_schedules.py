@@ -513,3 +513,19 @@ def test_cycles_needs_a_cyclic_schedule():
     for opt in (fm.SGD(0.1), fm.Adam(fm.CosineAnnealing(0.1, period=10))):
         with pytest.raises(ValueError, match="cyclic schedule"):
             _fit(_model(), X, y, optimizer=opt, cycles=2)
+
+
+def test_rejected_fit_leaves_the_model_unchanged():
+    """Bad fit arguments fail before the optimizer, its state or the penalties change."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 5)), rng.integers(0, 3, 40)
+    model = fm.Sequential([fm.Dense(4), fm.ReLU(), fm.Dense(3), fm.Softmax()], seed=0)
+    sgd = fm.SGD(0.1, momentum=0.9)
+    model.fit(X, y, epochs=1, batch_size=10, optimizer=sgd, l2=0.01, verbose=0)
+    state, step = model.opt_state.copy(), model.opt_step
+    with pytest.raises(ValueError, match="needs a cyclic schedule"):
+        model.fit(X, y, optimizer=fm.Adam(), cycles=2, l2=0.5, verbose=0)
+    with pytest.raises(ValueError, match="augment must be"):
+        model.fit(X, y, optimizer=fm.Adam(), augment="noise", verbose=0)
+    assert model.optimizer is sgd and model.opt_step == step and model.l2 == 0.01
+    assert np.array_equal(model.opt_state, state)

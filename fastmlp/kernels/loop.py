@@ -31,7 +31,6 @@ OP_LOSS = 4      # the output head: loss code in F_ACT, margin in G_ALPHA
 OP_DROPOUT = 5   # rate in G_ALPHA, mask in F_AUX
 OP_ADD = 6       # residual sum: out = in + ws[F_AUX] (the block's input)
 OP_SKIP = 7      # marks a residual block's input F_IN; backward adds gws[F_AUX] (the sum's gradient)
-OP_SOFTMAX_XENT = OP_LOSS
 # loss codes (F_ACT of the head)
 LOSS_SOFTMAX_CE = 0
 LOSS_MSE = 1
