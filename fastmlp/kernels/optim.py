@@ -149,6 +149,16 @@ def rmsprop_block(params, g, state, start, stop, lr, rho, eps, momentum, centere
 
 
 @njit(**JIT)
+def adam_moments(m, v, i, gi, b1, c1, b2, c2):
+    """Store and return m_i = b1 m_i + c1 g_i and v_i = b2 v_i + c2 g_i^2 (c = 1 - b)."""
+    mi = b1 * m[i] + c1 * gi
+    vi = b2 * v[i] + c2 * gi * gi
+    m[i] = mi
+    v[i] = vi
+    return mi, vi
+
+
+@njit(**JIT)
 def adam_block(params, g, state, start, stop, lr, b1, b2, eps, variant, step, mu_t, mu_next, mu_prod):
     """Adam family, PyTorch's documented forms; step t is 1-based.
 
@@ -181,21 +191,14 @@ def adam_block(params, g, state, start, stop, lr, b1, b2, eps, variant, step, mu
         cm = t(lr * mu_next / (1.0 - mu_prod * mu_next))
         for i in range(start, stop):
             gi = g[i]
-            mi = b1_ * m[i] + c1 * gi
-            vi = b2_ * v[i] + c2 * gi * gi
-            m[i] = mi
-            v[i] = vi
+            mi, vi = adam_moments(m, v, i, gi, b1_, c1, b2_, c2)
             den = np.sqrt(vi * inv_bc2) + eps_
             params[i] -= (cg * gi + cm * mi) / den
     else:
         step_size = t(lr / bc1)
         inv_sqrt_bc2 = t(1.0 / np.sqrt(bc2))
         for i in range(start, stop):
-            gi = g[i]
-            mi = b1_ * m[i] + c1 * gi
-            vi = b2_ * v[i] + c2 * gi * gi
-            m[i] = mi
-            v[i] = vi
+            mi, vi = adam_moments(m, v, i, g[i], b1_, c1, b2_, c2)
             if variant == V_AMSGRAD:
                 vm = max(state[2, i], vi)
                 state[2, i] = vm
