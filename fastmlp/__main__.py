@@ -90,7 +90,10 @@ def cmd_train(args):
     hist.params.update(data=args.data, path=args.path, n_val=args.n_val)
     text = fm.report(model, train=(Xtr, ytr), val=(Xva, yva), test=(Xte, yte), history=hist)
     epoch_s = float(np.median(hist.history["time"])) if hist.history.get("time") else float("nan")
-    print(f"trained {len(hist.epoch)} epochs in {wall:.2f} s ({epoch_s:.3f} s/epoch median)")
+    startup = wall - sum(hist.history.get("time", []))
+    print(f"trained {len(hist.epoch)} epochs in {wall:.2f} s: {epoch_s:.3f} s/epoch (median), "
+          f"{startup:.2f} s start-up (evaluation before training and, on a first run, Numba's "
+          f"one-time compilation, cached afterwards)")
     if args.out:
         write_outputs(args.out, model, hist, text)
     if args.compare:
