@@ -13,13 +13,18 @@ _default_threads = None
 _controller = None
 
 
-def set_num_threads(n):
-    """Use n threads (Numba and, through the row chunks, BLAS) in fastmlp computations."""
-    global _default_threads
+def _checked(n):
+    """n as int; ValueError unless 1 <= n <= the threads Numba started with."""
     n = int(n)
     if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"n_threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], got {n}")
-    _default_threads = n
+    return n
+
+
+def set_num_threads(n):
+    """Use n threads (Numba and, through the row chunks, BLAS) in fastmlp computations."""
+    global _default_threads
+    _default_threads = _checked(n)
 
 
 def get_num_threads():
@@ -39,9 +44,7 @@ def _blas_controller():
 @contextlib.contextmanager
 def compute_threads(n_threads=None):
     """Context: Numba uses n_threads (default get_num_threads()), BLAS 1 thread. Yields n."""
-    n = get_num_threads() if n_threads is None else int(n_threads)
-    if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
-        raise ValueError(f"n_threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], got {n}")
+    n = get_num_threads() if n_threads is None else _checked(n_threads)
     previous = numba.get_num_threads()
     numba.set_num_threads(n)
     try:
