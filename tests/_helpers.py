@@ -29,3 +29,33 @@ def check_summary(model, text, trainable, non_trainable):
     assert f"Non-trainable params: {non_trainable:,}" in text
     return {line.split()[0]: line.split()[-1] for line in text.splitlines()
             if re.match(r"^\w+_\d+\s", line)}
+
+
+def centred_differences(model, X, y, rng, h, max_entries, l2=0.0, l1=0.0, n_threads=None):
+    """Per array of model.get_weights(): (analytic, numeric) gradient entries, where
+    analytic comes from compute_gradients and numeric = (J(w + h) - J(w - h)) / 2h with
+    J = compute_loss(training=True, n_threads=1), on up to max_entries entries drawn
+    with rng. The weights are restored afterwards."""
+    weights = model.get_weights()
+    grads = model.compute_gradients(X, y, l2=l2, l1=l1, n_threads=n_threads)
+    assert [g.shape for g in grads] == [w.shape for w in weights]
+    pairs = []
+    for w, g in zip(weights, grads):
+        flat_w, flat_g = w.reshape(-1), g.reshape(-1)
+        idx = np.arange(flat_w.size)
+        if idx.size > max_entries:
+            idx = rng.choice(idx, size=max_entries, replace=False)
+        numeric = np.empty(idx.size)
+        for t, i in enumerate(idx):
+            old = flat_w[i]
+            flat_w[i] = old + h
+            model.set_weights(weights)
+            plus = model.compute_loss(X, y, l2=l2, l1=l1, training=True, n_threads=1)
+            flat_w[i] = old - h
+            model.set_weights(weights)
+            minus = model.compute_loss(X, y, l2=l2, l1=l1, training=True, n_threads=1)
+            flat_w[i] = old
+            numeric[t] = (plus - minus) / (2 * h)
+        model.set_weights(weights)
+        pairs.append((flat_g[idx], numeric))
+    return pairs

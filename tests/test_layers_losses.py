@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import fastmlp as fm
-from _helpers import check_summary
+from _helpers import centred_differences, check_summary
 
 N, D, K = 20, 5, 4
 PARALLEL = numba.config.NUMBA_NUM_THREADS >= 2
@@ -212,38 +212,18 @@ def _fd_errors(model, X, y, l2=0.0, l1=0.0, h=1e-5, max_entries=12, seed=0):
     absolute accuracy 1e-6 * floor instead. A dense bias feeding BatchNorm has an
     exactly zero gradient (BN is shift invariant): it is checked that way, absolutely.
     """
-    rng = np.random.default_rng(seed)
-    weights = model.get_weights()
-    grads = model.compute_gradients(X, y, l2=l2, l1=l1, n_threads=1)
-    assert [g.shape for g in grads] == [w.shape for w in weights]
-
     def cost():
         return model.compute_loss(X, y, l2=l2, l1=l1, training=True, n_threads=1)
 
     j0 = cost()
     floor = 4 * np.finfo(np.float64).eps * max(abs(j0), 1.0) / h / 1e-6
     errors, small = [], set()
-    for k, (w, g) in enumerate(zip(weights, grads)):
-        flat_w, flat_g = w.reshape(-1), g.reshape(-1)
-        idx = np.arange(flat_w.size)
-        if idx.size > max_entries:
-            idx = rng.choice(idx, size=max_entries, replace=False)
-        worst, any_large = 0.0, False
-        for i in idx:
-            old = flat_w[i]
-            flat_w[i] = old + h
-            model.set_weights(weights)
-            plus = cost()
-            flat_w[i] = old - h
-            model.set_weights(weights)
-            minus = cost()
-            flat_w[i] = old
-            a, num = flat_g[i], (plus - minus) / (2 * h)
-            any_large |= abs(a) + abs(num) >= floor
-            worst = max(worst, abs(a - num) / max(abs(a) + abs(num), floor))
-        model.set_weights(weights)
-        errors.append(worst)
-        if not any_large:
+    pairs = centred_differences(model, X, y, np.random.default_rng(seed), h, max_entries,
+                                l2=l2, l1=l1, n_threads=1)
+    for k, (a, num) in enumerate(pairs):
+        size = np.abs(a) + np.abs(num)
+        errors.append(float(np.max(np.abs(a - num) / np.maximum(size, floor), initial=0.0)))
+        if not np.any(size >= floor):
             small.add(k)
     assert cost() == j0            # the weights were restored
     return errors, small

@@ -15,7 +15,7 @@ import pytest
 
 import fastmlp as fm
 from fastmlp import reference as ref
-from _helpers import check_summary, perturbed_problem
+from _helpers import centred_differences, check_summary, perturbed_problem
 
 N, D, K = 20, 10, 4
 
@@ -326,34 +326,20 @@ def _fd_worst(model, rng, l2=0.01, h=1e-5, max_entries=20):
             w += 0.3 * rng.normal(size=w.shape)
     model.set_weights(weights)
     names = [e.name for e in model.plan.entries]
-    grads = model.compute_gradients(X, y, l2=l2)
     # Round-off in the difference quotient: ~eps * cost / h (about 3e-11 here). Entries
     # with |a| + |n| below noise / 1e-6 (~1e-4) are held to that absolute accuracy
     # instead of to 1e-6 relative, which there would be below what any float64 cost
     # (the reference's included) can resolve.
     noise = 4 * np.finfo(np.float64).eps * model.compute_loss(X, y, l2=l2, n_threads=1) / h
     worst = {}
-    for k, (w, g) in enumerate(zip(weights, grads)):
-        flat_w, flat_g = w.reshape(-1), g.reshape(-1)
-        idx = np.arange(flat_w.size)
-        if idx.size > max_entries:
-            idx = rng.choice(idx, size=max_entries, replace=False)
-        for i in idx:
-            old = flat_w[i]
-            flat_w[i] = old + h
-            model.set_weights(weights)
-            c_plus = model.compute_loss(X, y, l2=l2, training=True, n_threads=1)
-            flat_w[i] = old - h
-            model.set_weights(weights)
-            c_minus = model.compute_loss(X, y, l2=l2, training=True, n_threads=1)
-            flat_w[i] = old
-            a, num = flat_g[i], (c_plus - c_minus) / (2 * h)
+    pairs = centred_differences(model, X, y, rng, h, max_entries, l2=l2)
+    for k, (analytic, numeric) in enumerate(pairs):
+        for a, num in zip(analytic, numeric):
             # a dense bias feeding BN has an exactly zero gradient: both sides round-off
             if abs(a) < 1e-9 and abs(num) < 1e-9:
                 continue
             err = abs(a - num) / max(abs(a) + abs(num), noise / 1e-6)
             worst[names[k]] = max(worst.get(names[k], 0.0), err)
-        model.set_weights(weights)
     return worst
 
 
