@@ -283,8 +283,8 @@ class Sequential:
         out = self.predict(X, **kwargs)
         name = self.plan.loss.name
         if name == "binary_cross_entropy":
-            return (out > 0.5).astype(np.int64).squeeze(axis=1) if out.shape[1] == 1 else \
-                (out > 0.5).astype(np.int64)
+            labels = (out > 0.5).astype(np.int64)
+            return labels[:, 0] if labels.shape[1] == 1 else labels
         if self.plan.loss.targets == "signs":
             return np.where(out[:, 0] > 0, 1, -1)
         return out.argmax(axis=1)
