@@ -263,9 +263,14 @@ def test_one_epoch_matches_reference(name, opt_name):
 
 
 @pytest.mark.skipif(not PARALLEL, reason="needs 2 Numba threads")
+@pytest.mark.parametrize("tiling", ["always", "never"])
 @pytest.mark.parametrize("opt_name", ["nesterov", "adam"])
-def test_one_epoch_parallel_matches_reference(opt_name):
-    """The chunk-parallel path (2 chunks; the ragged batch of 2 rows as 2 chunks of 1)."""
+def test_one_epoch_parallel_matches_reference(opt_name, tiling, monkeypatch):
+    """The chunk-parallel path (2 chunks; the ragged batch of 2 rows as 2 chunks of 1),
+    with every dense dW computed by row tiles (strided BLAS on the input rows) or by
+    per-chunk partials."""
+    import fastmlp.plan
+    monkeypatch.setattr(fastmlp.plan, "DW_TILING", tiling)
     spec = NETS["mlp-bn"]
     X, y, weights = _train_problem(spec, seed=3)
     make_opt, hyper = OPTIMIZERS[opt_name]

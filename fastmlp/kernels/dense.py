@@ -45,18 +45,12 @@ def dense_backward(X, W, A, dA, dW, db, dX, act, alpha, need_dx):
 
 
 @njit(**JIT)
-def dense_backward_rows(X, W, A, dA, db, dX, XT, r0, act, alpha, need_dx):
+def dense_backward_rows(W, A, dA, db, dX, act, alpha, need_dx):
     """Row-chunk part of the tiled dense backward (dW is computed later by row tiles).
 
-    As dense_backward for rows r0.. of the batch, but instead of a dW partial it
-    copies this chunk's inputs into the transposed buffer XT (n_in, B) at
-    columns r0.., which makes every row tile of dW a contiguous GEMM operand.
+    As dense_backward for one chunk of rows, without a dW partial.
     """
     act_backward(dA, A, act, alpha)
     column_sums(dA, db)
     if need_dx:
         np.dot(dA, W.T, dX)
-    for i in range(X.shape[0]):
-        x = X[i]
-        for j in range(X.shape[1]):
-            XT[j, r0 + i] = x[j]

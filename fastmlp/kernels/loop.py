@@ -14,6 +14,7 @@ from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
 from .augment import augment_batch
+from .blas import gemm
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
                         bn_normalize, bn_partial_stats, bn_running_stats)
 from .dense import dense_backward, dense_backward_rows, dense_forward
@@ -52,7 +53,7 @@ F_STATE = 9    # bn: offset of running mean in bn_run (running var follows)
 F_STAT = 10    # bn: offset of batch mean in bn_stats (inv_std follows); of sums in bn_parts
 F_NEED_DX = 11 # 1 if the gradient wrt the input is needed
 F_SEG = 12     # dense: segment index of W (its row in the penalty table)
-F_TILED = 13   # dense: 1 = dW by row tiles of W from the transposed input (in F_AUX)
+F_TILED = 13   # dense: 1 = dW by row tiles of W (dense_weight_tiles), no chunk partials
 N_FIELDS = 14
 # float fields
 G_ALPHA = 0
@@ -228,9 +229,8 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1):
     A = rows(ws, ops[k, F_OUT], n_out, r0, r1)
     dA = rows(gws, ops[k, F_OUT], n_out, r0, r1)
     if kind == OP_DENSE and ops[k, F_TILED] != 0:
-        dense_backward_rows(rows(ws, ops[k, F_IN], n_in, r0, r1), mat(params, p0, n_in, n_out),
-                            A, dA, grads_c[p1: p1 + n_out], rows(gws, ops[k, F_IN], n_in, r0, r1),
-                            mat(ws, ops[k, F_AUX], n_in, n_rows), r0, act, alpha,
+        dense_backward_rows(mat(params, p0, n_in, n_out), A, dA, grads_c[p1: p1 + n_out],
+                            rows(gws, ops[k, F_IN], n_in, r0, r1), act, alpha,
                             ops[k, F_NEED_DX] != 0)
     elif kind == OP_DENSE:
         dense_backward(rows(ws, ops[k, F_IN], n_in, r0, r1), mat(params, p0, n_in, n_out), A, dA,
@@ -319,19 +319,20 @@ def tile_rows(n_in, n_chunks):
 
 @njit(**JIT_PARALLEL)
 def dense_weight_tiles(ops, k, grads, ws, gws, n_rows, n_chunks):
-    """dW of tiled dense op k by row tiles, dW[i0:i1] = XT[i0:i1] @ dZ, straight into
-    grads[0] (no chunk partials, so nothing to write twice and fold later)."""
+    """dW of tiled dense op k by row tiles, dW[i0:i1] = X[:, i0:i1]^T @ dZ, straight into
+    grads[0] (no chunk partials, so nothing to write twice and fold later). X[:, i0:i1]
+    is a strided block of the input rows, passed to BLAS with its row stride n_in."""
     n_in, n_out = ops[k, F_NIN], ops[k, F_NOUT]
     pw = ops[k, F_P0]
-    XT = mat(ws, ops[k, F_AUX], n_in, n_rows)
-    dZ = rows(gws, ops[k, F_OUT], n_out, 0, n_rows)
     per = tile_rows(n_in, n_chunks)
     n_tiles = (n_in + per - 1) // per
     g = grads[0]
+    one, zero = g.dtype.type(1.0), g.dtype.type(0.0)
     for t in prange(n_tiles):
         i0 = t * per
         i1 = min(i0 + per, n_in)
-        np.dot(XT[i0:i1], dZ, g[pw + i0 * n_out: pw + i1 * n_out].reshape((i1 - i0, n_out)))
+        gemm(1, 0, i1 - i0, n_out, n_rows, one, ws, ops[k, F_IN] + i0, n_in,
+             gws, ops[k, F_OUT], n_out, zero, g, pw + i0 * n_out, n_out)
 
 
 @njit(**JIT)
