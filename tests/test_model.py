@@ -263,14 +263,16 @@ def test_one_epoch_matches_reference(name, opt_name):
 
 
 @pytest.mark.skipif(not PARALLEL, reason="needs 2 Numba threads")
-@pytest.mark.parametrize("tiling", ["always", "never"])
+@pytest.mark.parametrize("tiling,columns", [("always", "never"), ("always", "always"),
+                                            ("never", "never")])
 @pytest.mark.parametrize("opt_name", ["nesterov", "adam"])
-def test_one_epoch_parallel_matches_reference(opt_name, tiling, monkeypatch):
+def test_one_epoch_parallel_matches_reference(opt_name, tiling, columns, monkeypatch):
     """The chunk-parallel path (2 chunks; the ragged batch of 2 rows as 2 chunks of 1),
-    with every dense dW computed by row tiles (strided BLAS on the input rows) or by
-    per-chunk partials."""
+    with every dense dW computed by row tiles (strided BLAS on the input rows; also
+    the forward and dX by column blocks) or by per-chunk partials."""
     import fastmlp.plan
     monkeypatch.setattr(fastmlp.plan, "DW_TILING", tiling)
+    monkeypatch.setattr(fastmlp.plan, "COLUMN_SPLIT", columns)
     spec = NETS["mlp-bn"]
     X, y, weights = _train_problem(spec, seed=3)
     make_opt, hyper = OPTIMIZERS[opt_name]

@@ -18,7 +18,7 @@ from .blas import gemm
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
                         bn_normalize, bn_partial_stats, bn_running_stats)
 from .dense import dense_backward, dense_backward_rows, dense_forward
-from .activations import act_backward, act_forward
+from .activations import act_backward, act_forward, bias_act_forward
 from .dropout import dropout_backward, dropout_forward
 from .losses import margin_loss, mse, multiclass_hinge, sigmoid_bce, softmax_xent
 from .optim import step_scalars, update_blocks
@@ -53,8 +53,14 @@ F_STATE = 9    # bn: offset of running mean in bn_run (running var follows)
 F_STAT = 10    # bn: offset of batch mean in bn_stats (inv_std follows); of sums in bn_parts
 F_NEED_DX = 11 # 1 if the gradient wrt the input is needed
 F_SEG = 12     # dense: segment index of W (its row in the penalty table)
-F_TILED = 13   # dense: 1 = dW by row tiles of W (dense_weight_tiles), no chunk partials
+F_TILED = 13   # dense: how the work splits across threads (TILE_* below)
 N_FIELDS = 14
+# F_TILED values: dW as per-chunk partials / by row tiles of W (dense_weight_tiles) /
+# row tiles, and the forward and dX by column blocks too (every thread reads only its
+# part of W: for small batches W is most of the traffic)
+TILE_NONE = 0
+TILE_DW = 1
+TILE_COLS = 2
 # float fields
 G_ALPHA = 0
 G_EPS = 1
@@ -172,9 +178,29 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n_rows, n_chu
                            training, update_running)
         if ops[k, F_KIND] == OP_SKIP:
             continue
+        cols = ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] == TILE_COLS
         for c in prange(n_chunks):
-            r0, r1 = chunk_rows(n_rows, n_chunks, c)
-            forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step)
+            if cols:
+                c0, c1 = chunk_rows(ops[k, F_NOUT], n_chunks, c)
+                dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1)
+            else:
+                r0, r1 = chunk_rows(n_rows, n_chunks, c)
+                forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step)
+
+
+@njit(**JIT)
+def dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1):
+    """Columns c0:c1 of dense op k on all n_rows rows: Z[:, c0:c1] = act(X @ W[:, c0:c1]
+    + b[c0:c1]) by strided BLAS, then the epilogue row by row."""
+    n_in, n_out = ops[k, F_NIN], ops[k, F_NOUT]
+    p0, p1, out = ops[k, F_P0], ops[k, F_P1], ops[k, F_OUT]
+    t = params.dtype.type
+    gemm(0, 0, n_rows, c1 - c0, n_in, t(1.0), ws, ops[k, F_IN], n_in, params, p0 + c0, n_out,
+         t(0.0), ws, out + c0, n_out)
+    for i in range(n_rows):
+        o = out + i * n_out
+        bias_act_forward(ws[o + c0: o + c1].reshape((1, c1 - c0)), params[p1 + c0: p1 + c1],
+                         ops[k, F_ACT], opf[k, G_ALPHA])
 
 
 @njit(**JIT)
@@ -228,10 +254,11 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1):
     p0, p1 = ops[k, F_P0], ops[k, F_P1]
     A = rows(ws, ops[k, F_OUT], n_out, r0, r1)
     dA = rows(gws, ops[k, F_OUT], n_out, r0, r1)
-    if kind == OP_DENSE and ops[k, F_TILED] != 0:
+    if kind == OP_DENSE and ops[k, F_TILED] != TILE_NONE:
+        # TILE_COLS: dX by column blocks in dense_weight_tiles
         dense_backward_rows(mat(params, p0, n_in, n_out), A, dA, grads_c[p1: p1 + n_out],
                             rows(gws, ops[k, F_IN], n_in, r0, r1), act, alpha,
-                            ops[k, F_NEED_DX] != 0)
+                            ops[k, F_NEED_DX] != 0 and ops[k, F_TILED] == TILE_DW)
     elif kind == OP_DENSE:
         dense_backward(rows(ws, ops[k, F_IN], n_in, r0, r1), mat(params, p0, n_in, n_out), A, dA,
                        mat(grads_c, p0, n_in, n_out), grads_c[p1: p1 + n_out],
@@ -284,7 +311,7 @@ def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
     for k in range(ops.shape[0] - 2, -1, -1):
         backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
         if ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != 0:
-            dense_weight_tiles(ops, k, grads, ws, gws, n_rows, n_chunks)
+            dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks)
 
 
 @njit(**JIT_PARALLEL)
@@ -318,10 +345,11 @@ def tile_rows(n_in, n_chunks):
 
 
 @njit(**JIT_PARALLEL)
-def dense_weight_tiles(ops, k, grads, ws, gws, n_rows, n_chunks):
+def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks):
     """dW of tiled dense op k by row tiles, dW[i0:i1] = X[:, i0:i1]^T @ dZ, straight into
     grads[0] (no chunk partials, so nothing to write twice and fold later). X[:, i0:i1]
-    is a strided block of the input rows, passed to BLAS with its row stride n_in."""
+    is a strided block of the input rows, passed to BLAS with its row stride n_in.
+    TILE_COLS: the same thread also computes dX[:, i0:i1] = dZ @ W[i0:i1]^T."""
     n_in, n_out = ops[k, F_NIN], ops[k, F_NOUT]
     pw = ops[k, F_P0]
     per = tile_rows(n_in, n_chunks)
@@ -333,6 +361,9 @@ def dense_weight_tiles(ops, k, grads, ws, gws, n_rows, n_chunks):
         i1 = min(i0 + per, n_in)
         gemm(1, 0, i1 - i0, n_out, n_rows, one, ws, ops[k, F_IN] + i0, n_in,
              gws, ops[k, F_OUT], n_out, zero, g, pw + i0 * n_out, n_out)
+        if ops[k, F_TILED] == TILE_COLS and ops[k, F_NEED_DX] != 0:
+            gemm(0, 1, n_rows, i1 - i0, n_out, one, gws, ops[k, F_OUT], n_out,
+                 params, pw + i0 * n_out, n_out, zero, gws, ops[k, F_IN] + i0, n_in)
 
 
 @njit(**JIT)
