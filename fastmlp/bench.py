@@ -1,6 +1,7 @@
 """Speed benchmark: fastmlp vs the plain-numpy reference vs PyTorch CPU (when installed).
 
     python -m fastmlp.bench [--quick] [--threads N] [--workload W1 ...] [--json PATH]
+                            [--scaling] [--no-threads-compare] [--no-memory]
 
 Trains on synthetic data of the seed workloads' shapes and prints seconds per
 epoch (median of >= 3 timed epochs after one warm-up epoch), samples/s, the
@@ -8,8 +9,23 @@ effective training GFLOP/s (2 flops per multiply-add of the dense GEMMs:
 forward, dW and dX except for the first layer) and ratios measured in the same
 run, with the same thread count. Also times numpy's sgemm (2048^2) and the
 cold compile of a first fit in a fresh process with an empty Numba cache.
+
+Also, each with a verdict against its target:
+  threads  fastmlp W3-b256 s/epoch at 1 and at 2 threads (10000 samples) and the
+           speedup (target >= 1.6x); skip with --no-threads-compare.
+  memory   W1 (45000 x 3072 float32) trained 1 epoch in a fresh process: RSS
+           after `import numpy, fastmlp`, the dataset's bytes, peak RSS (VmHWM)
+           during the fit, and overhead = peak - baseline - dataset bytes
+           (target <= 300 MB, 1 MB = 1e6 bytes); skip with --no-memory.
+  scaling  (--scaling) s/epoch (a) against n_samples on the W1 shape, fitted as
+           t = a + b*n, and (b) against hidden width w of a 784-w-w-10 BN Adam
+           net, fitted as t = a + c*FLOPs; R^2, each point's deviation from the
+           fit and, for (b), the log-log slope between the two widest nets
+           (-> 2 as the GEMMs dominate). Target R^2 >= 0.98.
+--quick shrinks all of them (1/5 of the samples, widths up to 256).
 """
 import argparse
+import gc
 import json
 import os
 import platform
@@ -36,6 +52,18 @@ DESCRIPTIONS = {
 }
 N_CLASSES = 10
 LR = {"sgd": 0.01, "momentum": 0.01, "adam": 1e-3}
+
+# --scaling: (a) n_samples on the W1 shape, (b) hidden width w of 784-w-w-10 BN Adam
+SCALING_SAMPLES = [5000, 10000, 20000, 30000, 45000]
+SCALING_WIDTHS = [64, 128, 256, 512, 1024]
+WIDTH_SAMPLES = 10000
+THREADS_SAMPLES = 10000
+MEMORY_WORKLOAD = "W1"
+# targets of the speed issue
+R2_TARGET = 0.98
+SPEEDUP_TARGET = 1.6
+OVERHEAD_TARGET_MB = 300
+MB = 1e6
 
 
 def make_data(n_samples, n_features, seed=0):
@@ -64,15 +92,23 @@ def spec_of(hidden, bn):
     return spec + [("dense", N_CLASSES), ("softmax",)]
 
 
-def time_fastmlp(w, X, y, epochs, threads):
+def build_fastmlp(w):
+    """(fastmlp model, optimizer) for workload tuple w."""
     import fastmlp as fm
-    hidden, bn, batch, _, _, opt, l2 = w
+    hidden, bn, _, _, _, opt, _ = w
     layers = []
     for h in hidden:
         layers += [fm.Dense(h)] + ([fm.BatchNorm()] if bn else []) + [fm.ReLU()]
     model = fm.Sequential(layers + [fm.Dense(N_CLASSES), fm.Softmax()], seed=0)
     optimizer = {"sgd": fm.SGD(LR["sgd"]), "momentum": fm.SGD(LR["momentum"], momentum=0.9),
                  "adam": fm.Adam(LR["adam"])}[opt]
+    return model, optimizer
+
+
+def time_fastmlp(w, X, y, epochs, threads):
+    """(times of `epochs` epochs after one warm-up epoch, final loss) of fastmlp."""
+    _, _, batch, _, _, _, l2 = w
+    model, optimizer = build_fastmlp(w)
     hist = model.fit(X, y, epochs=epochs + 1, batch_size=batch, optimizer=optimizer, l2=l2,
                      seed=0, verbose=0, n_threads=threads)
     return hist.history["time"][1:], hist.history["loss"][-1]
@@ -183,10 +219,271 @@ def compile_times():
 
 def torch_available():
     try:
-        import torch  # noqa: F401
+        import torch
+        del torch
         return True
     except ImportError:
         return False
+
+
+def verdict(ok):
+    """'met' or 'NOT met'."""
+    return "met" if ok else "NOT met"
+
+
+def linear_fit(x, t):
+    """Least-squares fit t = intercept + slope * x.
+
+    Returns dict(slope, intercept, r2, rel_devs, max_rel_dev): r2 = 1 - SS_res / SS_tot
+    (1.0 when t is constant), rel_devs[i] = (t[i] - fit[i]) / fit[i] and max_rel_dev the
+    largest |rel_devs[i]| (inf where a fitted value is 0). Needs >= 2 distinct x."""
+    x = np.asarray(x, dtype=np.float64)
+    t = np.asarray(t, dtype=np.float64)
+    if x.ndim != 1 or x.shape != t.shape or len(x) < 2 or np.ptp(x) == 0:
+        raise ValueError("linear_fit needs two 1-d arrays of equal length with >= 2 distinct x")
+    dx, dt = x - x.mean(), t - t.mean()
+    slope = float(dx @ dt / (dx @ dx))
+    intercept = float(t.mean() - slope * x.mean())
+    fitted = intercept + slope * x
+    ss_res, ss_tot = float(((t - fitted) ** 2).sum()), float((dt ** 2).sum())
+    r2 = 1.0 if ss_tot == 0 else 1.0 - ss_res / ss_tot
+    with np.errstate(divide="ignore", invalid="ignore"):
+        rel = np.where(fitted != 0, (t - fitted) / fitted, np.inf)
+    return {"slope": slope, "intercept": intercept, "r2": r2,
+            "rel_devs": [float(v) for v in rel], "max_rel_dev": float(np.abs(rel).max())}
+
+
+def median_epoch_time(w, epochs, threads):
+    """(median s/epoch, epoch times) of fastmlp on fresh synthetic data of w's shape."""
+    _, _, _, n, n_features, _, _ = w
+    X, y = make_data(n, n_features)
+    times, _ = time_fastmlp(w, X, y, epochs, threads)
+    return statistics.median(times), times
+
+
+def with_samples(w, n):
+    """Workload tuple w with n_samples replaced by n."""
+    return tuple(w[:3]) + (n,) + tuple(w[4:])
+
+
+def width_workload(width, n):
+    """784-width-width-10, BN, batch 100, Adam, n samples (scaling against width)."""
+    return ([width, width], True, 100, n, 784, "adam", 0.0)
+
+
+def scaling_points(workloads, xs, epochs, threads, label):
+    """[{label: x, s_per_epoch, epoch_times}] timing fastmlp on each workload."""
+    points = []
+    for w, x in zip(workloads, xs):
+        med, times = median_epoch_time(w, epochs, threads)
+        points.append({label: x, "s_per_epoch": med, "epoch_times": times})
+        print(f"  scaling {label}={x}: {med:.4f} s/epoch", flush=True)
+    return points
+
+
+def scaling_vs_samples(samples, epochs, threads):
+    """s/epoch against n_samples on the W1 shape, fitted as t = a + b*n."""
+    base = WORKLOADS["W1"]
+    points = scaling_points([with_samples(base, n) for n in samples], samples, epochs, threads,
+                            "n_samples")
+    fit = linear_fit(samples, [p["s_per_epoch"] for p in points])
+    for p, dev in zip(points, fit["rel_devs"]):
+        p["rel_dev"] = dev
+    return {"description": DESCRIPTIONS["W1"], "model": "t = a + b * n_samples",
+            "points": points, "fit": fit, "r2_target": R2_TARGET, "met": fit["r2"] >= R2_TARGET}
+
+
+def loglog_slope(x1, t1, x2, t2):
+    """d log t / d log x between two points."""
+    return float(np.log(t2 / t1) / np.log(x2 / x1))
+
+
+def scaling_vs_width(widths, n, epochs, threads):
+    """s/epoch against hidden width of 784-w-w-10 (n samples), fitted as t = a + c*FLOPs,
+    plus the log-log slope of t against width between the two widest nets."""
+    widths = sorted(widths)
+    points = scaling_points([width_workload(wd, n) for wd in widths], widths, epochs, threads,
+                            "width")
+    flops = [training_flops(784, [wd, wd], n) for wd in widths]
+    fit = linear_fit(flops, [p["s_per_epoch"] for p in points])
+    for p, f, dev in zip(points, flops, fit["rel_devs"]):
+        p.update(flops=f, gflops=f / p["s_per_epoch"] / 1e9, rel_dev=dev)
+    a, b = points[-2], points[-1]
+    return {"description": f"784-w-w-10, BN, b100, Adam, n={n}", "n_samples": n,
+            "model": "t = a + c * training_flops", "points": points, "fit": fit,
+            "loglog_slope_widest": loglog_slope(a["width"], a["s_per_epoch"], b["width"],
+                                                b["s_per_epoch"]),
+            "r2_target": R2_TARGET, "met": fit["r2"] >= R2_TARGET}
+
+
+def spread(times):
+    """(max - min) / median of epoch times: how noisy a median is."""
+    return (max(times) - min(times)) / statistics.median(times)
+
+
+def format_fit_rows(points, label, fit, x_of):
+    """Table rows: label value, s/epoch, fitted s/epoch, relative deviation, epoch-time
+    spread and (when present) GFLOP/s."""
+    rows = []
+    for p in points:
+        fitted = fit["intercept"] + fit["slope"] * x_of(p)
+        extra = f"  {p['gflops']:7.1f}" if "gflops" in p else ""
+        rows.append(f"  {p[label]:>9}  {p['s_per_epoch']:9.4f}  {fitted:9.4f}  "
+                    f"{100 * p['rel_dev']:+6.1f}%  {100 * spread(p['epoch_times']):5.1f}%{extra}")
+    return rows
+
+
+def format_scaling(scaling):
+    """Readable tables, fits and verdicts of scaling_vs_samples / scaling_vs_width results."""
+    lines = []
+    s = scaling.get("samples")
+    if s:
+        f = s["fit"]
+        lines += [f"scaling (a): s/epoch vs n_samples, W1 shape ({s['description']})",
+                  "  n_samples    s/epoch        fit     dev  spread"]
+        lines += format_fit_rows(s["points"], "n_samples", f, lambda p: p["n_samples"])
+        lines += [f"  fit t = {f['intercept']:.4f} s + {f['slope'] * 1e6:.3f} us/sample * n; "
+                  f"R^2 = {f['r2']:.4f}; max |dev| = {100 * f['max_rel_dev']:.1f}%",
+                  f"  verdict: linear in samples (R^2 {f['r2']:.4f} >= {R2_TARGET}): "
+                  f"{verdict(s['met'])}"]
+    w = scaling.get("width")
+    if w:
+        f = w["fit"]
+        lines += [f"scaling (b): s/epoch vs hidden width ({w['description']})",
+                  "      width    s/epoch        fit     dev  spread  GFLOP/s"]
+        lines += format_fit_rows(w["points"], "width", f, lambda p: p["flops"])
+        gflops = 1 / (f["slope"] * 1e9) if f["slope"] > 0 else float("nan")
+        a, b = w["points"][-2]["width"], w["points"][-1]["width"]
+        lines += [f"  fit t = {f['intercept']:.4f} s + FLOPs / ({gflops:.1f} GFLOP/s); "
+                  f"R^2 = {f['r2']:.4f}; max |dev| = {100 * f['max_rel_dev']:.1f}%",
+                  f"  log-log slope of t vs width, {a} -> {b}: {w['loglog_slope_widest']:.2f} "
+                  "(-> 2 as the GEMMs dominate)",
+                  f"  verdict: proportional to GEMM FLOPs (R^2 {f['r2']:.4f} >= {R2_TARGET}): "
+                  f"{verdict(w['met'])}"]
+    return "\n".join(lines)
+
+
+def threads_compare(n_samples, epochs, counts=(1, 2), workload="W3-b256"):
+    """fastmlp s/epoch of `workload` (n_samples) at each thread count in counts and the
+    speedup of the last over the first; the default thread count is restored after."""
+    import fastmlp as fm
+    w = with_samples(WORKLOADS[workload], n_samples)
+    X, y = make_data(n_samples, w[4])
+    previous = fm.get_num_threads()
+    rows = []
+    try:
+        for k in counts:
+            fm.set_num_threads(k)
+            times, _ = time_fastmlp(w, X, y, epochs, k)
+            rows.append({"threads": k, "s_per_epoch": statistics.median(times),
+                         "epoch_times": times})
+    finally:
+        fm.set_num_threads(previous)
+    speedup = rows[0]["s_per_epoch"] / rows[-1]["s_per_epoch"]
+    return {"workload": workload, "description": DESCRIPTIONS[workload], "n_samples": n_samples,
+            "runs": rows, "speedup": speedup, "speedup_target": SPEEDUP_TARGET,
+            "met": speedup >= SPEEDUP_TARGET}
+
+
+def format_threads(tc):
+    """One line per thread count, then the speedup and its verdict."""
+    lines = [f"threads: {tc['workload']} ({tc['description']}, n={tc['n_samples']}), fastmlp"]
+    lines += [f"  {r['threads']} thread(s): {r['s_per_epoch']:.3f} s/epoch (spread "
+              f"{100 * spread(r['epoch_times']):.0f}%)" for r in tc["runs"]]
+    first, last = tc["runs"][0]["threads"], tc["runs"][-1]["threads"]
+    lines.append(f"  speedup {last} vs {first} thread(s): {tc['speedup']:.2f}x "
+                 f"(target >= {SPEEDUP_TARGET}x): {verdict(tc['met'])}")
+    return "\n".join(lines)
+
+
+def _proc_status_bytes(field):
+    """A 'kB' field of /proc/self/status (VmRSS: current RSS, VmHWM: peak RSS) in bytes."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) * 1024
+    raise OSError(f"{field} not in /proc/self/status")
+
+
+def _reset_peak_rss():
+    """Reset VmHWM to the current RSS (Linux >= 4.0); False when not allowed."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_child(workload, n_samples, n_features, threads, epochs=1):
+    """Run inside a fresh process (see measure_memory): RSS figures around building the
+    data and fitting; prints them as one JSON line. Peak RSS is read from VmHWM: the
+    getrusage ru_maxrss of a child started by subprocess also counts the parent's peak
+    before exec, and VmHWM can be reset after the data is built."""
+    baseline = _proc_status_bytes("VmRSS")
+    X, y = make_data(n_samples, n_features)
+    gc.collect()
+    after_data, data_peak = _proc_status_bytes("VmRSS"), _proc_status_bytes("VmHWM")
+    reset = _reset_peak_rss()
+    w = with_samples(WORKLOADS[workload], n_samples)
+    model, optimizer = build_fastmlp(w)
+    t0 = time.perf_counter()
+    model.fit(X, y, epochs=epochs, batch_size=w[2], optimizer=optimizer, l2=w[6], seed=0,
+              verbose=0, n_threads=threads)
+    fit_s = time.perf_counter() - t0
+    peak = _proc_status_bytes("VmHWM")
+    if not reset:
+        peak = max(peak, data_peak)
+    print(json.dumps({"workload": workload, "n_samples": n_samples, "n_features": n_features,
+                      "threads": threads, "epochs": epochs, "baseline_rss": baseline,
+                      "dataset_bytes": int(X.nbytes), "labels_bytes": int(y.nbytes),
+                      "rss_after_data": after_data, "peak_rss_data_build": data_peak,
+                      "peak_reset_after_data": reset, "peak_rss": peak,
+                      "rss_after_fit": _proc_status_bytes("VmRSS"), "fit_s": fit_s,
+                      "overhead": peak - baseline - int(X.nbytes)}))
+
+
+_MEMORY_SCRIPT = """
+import sys, numpy, fastmlp
+from fastmlp.bench import memory_child
+memory_child(sys.argv[1], *map(int, sys.argv[2:]))
+"""
+
+
+def measure_memory(n_samples=None, n_features=None, threads=None, workload=MEMORY_WORKLOAD,
+                   epochs=1):
+    """Peak memory of training `workload` (default shape and n unless given) in a fresh
+    process: dict of memory_child's figures (bytes) plus overhead_mb and met (overhead
+    <= OVERHEAD_TARGET_MB). Linux only (/proc/self/status)."""
+    import fastmlp as fm
+    _, _, _, n0, d0, _, _ = WORKLOADS[workload]
+    args = [workload, n_samples or n0, n_features or d0, threads or fm.get_num_threads(), epochs]
+    out = subprocess.run([sys.executable, "-c", _MEMORY_SCRIPT, *map(str, args)], check=True,
+                         capture_output=True, text=True).stdout
+    result = json.loads(out.strip().splitlines()[-1])
+    result["overhead_mb"] = result["overhead"] / MB
+    result["overhead_target_mb"] = OVERHEAD_TARGET_MB
+    result["met"] = result["overhead_mb"] <= OVERHEAD_TARGET_MB
+    return result
+
+
+def format_memory(m):
+    """What was measured, in MB (1e6 bytes), and the verdict."""
+    peak_kind = ("peak RSS during the fit (VmHWM, reset after building the data)"
+                 if m["peak_reset_after_data"] else "peak RSS of the process (VmHWM)")
+    hidden, bn, batch, _, _, opt, l2 = WORKLOADS[m["workload"]]
+    net = "-".join(str(v) for v in [m["n_features"], *hidden, N_CLASSES])
+    return "\n".join([
+        f"memory: {m['workload']} net {net}{', BN' if bn else ''}, b{batch}, {opt}, l2={l2}; "
+        f"X {m['n_samples']} x {m['n_features']} float32; {m['epochs']} epoch(s), "
+        f"{m['threads']} thread(s), fresh process",
+        f"  RSS after import numpy, fastmlp (baseline) {m['baseline_rss'] / MB:8.1f} MB",
+        f"  dataset X bytes                           {m['dataset_bytes'] / MB:8.1f} MB",
+        f"  RSS after building the data               {m['rss_after_data'] / MB:8.1f} MB "
+        f"(peak while building {m['peak_rss_data_build'] / MB:.1f} MB)",
+        f"  {peak_kind}: {m['peak_rss'] / MB:.1f} MB",
+        f"  overhead = peak - baseline - dataset bytes = {m['overhead_mb']:.1f} MB "
+        f"(target <= {OVERHEAD_TARGET_MB} MB): {verdict(m['met'])}"])
 
 
 def run(workloads, threads, quick, with_torch, with_numpy, epochs):
@@ -237,12 +534,25 @@ def format_table(results, sgemm):
     return "\n".join(lines)
 
 
-def main(argv=None):
+def int_list(text):
+    """'5000,10000' -> [5000, 10000] (argparse type; each value >= 1)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}")
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected integers >= 1, got {text!r}")
+    return values
+
+
+def build_parser():
+    """The command-line options of python -m fastmlp.bench."""
     p = argparse.ArgumentParser(prog="python -m fastmlp.bench", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--quick", action="store_true", help="1/5 of the samples, 3 timed epochs")
+    p.add_argument("--quick", action="store_true", help="1/5 of the samples everywhere (also in "
+                   "--scaling, the threads comparison and the memory run), widths up to 256")
     p.add_argument("--threads", type=int, default=None, help="threads for every framework "
-                   "(default: all cores)")
+                   "(default: all cores); the threads comparison always uses 1 and 2")
     p.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="repeatable; "
                    "default all")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up (>= 3)")
@@ -250,13 +560,100 @@ def main(argv=None):
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even when installed")
     p.add_argument("--no-numpy", action="store_true", help="skip the plain-numpy reference")
     p.add_argument("--no-compile", action="store_true", help="skip the cold-compile timing")
-    args = p.parse_args(argv)
+    p.add_argument("--no-threads-compare", action="store_true", help="skip the fastmlp W3-b256 "
+                   "1-thread vs 2-thread comparison")
+    p.add_argument("--threads-samples", type=int, default=None, help="samples of the threads "
+                   f"comparison (default {THREADS_SAMPLES}, /5 with --quick)")
+    p.add_argument("--no-memory", action="store_true", help="skip the W1 peak-memory run")
+    p.add_argument("--memory-samples", type=int, default=None, help="samples of the memory run "
+                   f"(default {WORKLOADS[MEMORY_WORKLOAD][3]}, /5 with --quick)")
+    p.add_argument("--scaling", action="store_true", help="also time s/epoch against n_samples "
+                   "(W1 shape) and against hidden width (784-w-w-10, BN, Adam) and fit both")
+    p.add_argument("--scaling-samples", type=int_list, default=None, metavar="N,N,...",
+                   help=f"n_samples of --scaling (a) (default {SCALING_SAMPLES}, /5 with --quick)")
+    p.add_argument("--scaling-widths", type=int_list, default=None, metavar="W,W,...",
+                   help=f"widths of --scaling (b) (default {SCALING_WIDTHS}, up to 256 with "
+                   "--quick)")
+    p.add_argument("--scaling-width-samples", type=int, default=None, help="n_samples of "
+                   f"--scaling (b) (default {WIDTH_SAMPLES}, /5 with --quick)")
+    return p
+
+
+def sizes(args):
+    """Sample counts and widths of the extra measurements, from the options and --quick."""
+    div = 5 if args.quick else 1
+    widths = [w for w in SCALING_WIDTHS if not args.quick or w <= 256]
+    return {"scaling_samples": args.scaling_samples or [n // div for n in SCALING_SAMPLES],
+            "scaling_widths": args.scaling_widths or widths,
+            "width_samples": args.scaling_width_samples or WIDTH_SAMPLES // div,
+            "threads_samples": args.threads_samples or THREADS_SAMPLES // div,
+            "memory_samples": args.memory_samples or WORKLOADS[MEMORY_WORKLOAD][3] // div}
+
+
+def run_memory(args, sz, threads):
+    """The peak-memory measurement (printed), or None when skipped or not possible."""
+    if args.no_memory:
+        return None
+    if not os.path.exists("/proc/self/status"):
+        print("memory: skipped (needs Linux /proc/self/status)")
+        return None
+    mem = measure_memory(n_samples=sz["memory_samples"], threads=threads)
+    print(format_memory(mem), flush=True)
+    return mem
+
+
+def run_threads_compare(args, sz, epochs):
+    """The 1- vs 2-thread comparison (printed), or None when skipped or not possible."""
+    import numba
+    if args.no_threads_compare:
+        return None
+    if numba.config.NUMBA_NUM_THREADS < 2:
+        print("threads: skipped (Numba started with 1 thread)")
+        return None
+    tc = threads_compare(sz["threads_samples"], epochs)
+    print(format_threads(tc), flush=True)
+    return tc
+
+
+def run_scaling(args, sz, threads, epochs):
+    """The --scaling measurements and fits (printed), or None without --scaling."""
+    if not args.scaling:
+        return None
+    scaling = {"samples": scaling_vs_samples(sz["scaling_samples"], epochs, threads),
+               "width": scaling_vs_width(sz["scaling_widths"], sz["width_samples"], epochs,
+                                         threads)}
+    print(format_scaling(scaling), flush=True)
+    return scaling
+
+
+def print_verdicts(tc, mem, scaling, quick):
+    """One line per target measured in this run."""
+    lines = []
+    if tc:
+        lines.append(f"  threads speedup {tc['speedup']:.2f}x >= {SPEEDUP_TARGET}x: "
+                     f"{verdict(tc['met'])}")
+    if mem:
+        lines.append(f"  memory overhead {mem['overhead_mb']:.1f} MB <= {OVERHEAD_TARGET_MB} MB: "
+                     f"{verdict(mem['met'])}")
+    if scaling:
+        for key, what in (("samples", "linear in samples"), ("width", "proportional to FLOPs")):
+            r2 = scaling[key]["fit"]["r2"]
+            lines.append(f"  {what}: R^2 {r2:.4f} >= {R2_TARGET}: {verdict(scaling[key]['met'])}")
+    if lines:
+        note = " (--quick: reduced sizes, indicative only)" if quick else ""
+        print("\ntargets" + note + ":\n" + "\n".join(lines))
+
+
+def main(argv=None):
+    args = build_parser().parse_args(argv)
     import numba
     import fastmlp as fm
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
     fm.set_num_threads(threads)
     workloads = args.workload or list(WORKLOADS)
     with_torch = not args.no_torch and torch_available()
+    epochs = max(3, args.epochs)
+    sz = sizes(args)
     print(f"fastmlp {fm.__version__} bench: {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores, threads={threads}, numba {numba.__version__}, "
           f"numpy {np.__version__}, torch {'absent' if not with_torch else __import__('torch').__version__}")
@@ -267,17 +664,22 @@ def main(argv=None):
                         "warm_import_plus_first_fit_s": warm_first}
         print(f"compile: first fit with empty cache {cold:.1f} s; warm cache: import "
               f"{warm_import:.2f} s, import + first fit {warm_first:.2f} s", flush=True)
+    mem = run_memory(args, sz, threads)
     sgemm = sgemm_gflops(threads)
     print(f"numpy sgemm 2048^2: {sgemm:.0f} GFLOP/s", flush=True)
-    results = run(workloads, threads, args.quick, with_torch, not args.no_numpy,
-                  max(3, args.epochs))
+    results = run(workloads, threads, args.quick, with_torch, not args.no_numpy, epochs)
     print()
     print(format_table(results, sgemm))
+    print()
+    tc = run_threads_compare(args, sz, epochs)
+    scaling = run_scaling(args, sz, threads, epochs)
+    print_verdicts(tc, mem, scaling, args.quick)
     if args.json:
+        # "threads" stays the thread count of the run (as in earlier result files)
         doc = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
                "processor": platform.processor(), "cores": os.cpu_count(), "threads": threads,
                "quick": args.quick, "sgemm_gflops": sgemm, "compile": compile_info,
-               "results": results}
+               "results": results, "threads_compare": tc, "memory": mem, "scaling": scaling}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)

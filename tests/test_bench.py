@@ -1,0 +1,136 @@
+"""fastmlp.bench: the least-squares fit, the peak-memory subprocess and a tiny end-to-end run."""
+import argparse
+import json
+import math
+
+import numpy as np
+import pytest
+
+from fastmlp import bench
+
+
+def test_linear_fit_recovers_exact_line():
+    x = np.array([5000, 10000, 20000, 30000, 45000])
+    t = 0.07 + 2.5e-5 * x
+    fit = bench.linear_fit(x, t)
+    assert fit["slope"] == pytest.approx(2.5e-5, rel=1e-9)
+    assert fit["intercept"] == pytest.approx(0.07, rel=1e-9)
+    assert fit["r2"] == pytest.approx(1.0, abs=1e-12)
+    assert fit["max_rel_dev"] < 1e-9
+    assert len(fit["rel_devs"]) == len(x)
+
+
+def test_linear_fit_flags_an_outlier():
+    rng = np.random.default_rng(1)
+    x = np.sort(rng.uniform(1, 100, size=12))
+    t = 3.0 + 0.5 * x
+    t[7] *= 1.5
+    fit = bench.linear_fit(x, t)
+    # independent least squares and R^2
+    slope, intercept = np.polyfit(x, t, 1)
+    fitted = intercept + slope * x
+    r2 = 1 - ((t - fitted) ** 2).sum() / ((t - t.mean()) ** 2).sum()
+    assert fit["slope"] == pytest.approx(slope, rel=1e-9)
+    assert fit["intercept"] == pytest.approx(intercept, rel=1e-9)
+    assert fit["r2"] == pytest.approx(r2, rel=1e-9)
+    assert fit["r2"] < bench.R2_TARGET
+    devs = np.array(fit["rel_devs"])
+    assert np.allclose(devs, (t - fitted) / fitted)
+    assert int(np.argmax(np.abs(devs))) == 7
+    assert fit["max_rel_dev"] == pytest.approx(abs(devs[7])) and fit["max_rel_dev"] > 0.2
+
+
+@pytest.mark.parametrize("x, t", [([1.0], [2.0]), ([2.0, 2.0], [1.0, 3.0]),
+                                  ([1.0, 2.0], [1.0, 2.0, 3.0])])
+def test_linear_fit_rejects_degenerate_input(x, t):
+    with pytest.raises(ValueError):
+        bench.linear_fit(x, t)
+
+
+def test_int_list_option():
+    assert bench.int_list("300, 600,900") == [300, 600, 900]
+    for bad in ("", "a,b", "0,5"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            bench.int_list(bad)
+
+
+def test_memory_measurement_on_tiny_data():
+    n, d = 4000, 512
+    m = bench.measure_memory(n_samples=n, n_features=d, threads=1)
+    assert (m["n_samples"], m["n_features"], m["threads"]) == (n, d, 1)
+    assert m["dataset_bytes"] == n * d * 4
+    assert m["baseline_rss"] > 10e6                  # bytes, not KiB: Python + numpy alone
+    # the data is resident during the fit, so the peak covers baseline + most of X
+    assert m["rss_after_data"] >= m["baseline_rss"] + 0.5 * m["dataset_bytes"]
+    assert m["peak_rss"] >= m["rss_after_data"] >= m["baseline_rss"]
+    assert m["overhead"] == m["peak_rss"] - m["baseline_rss"] - m["dataset_bytes"]
+    assert m["overhead_mb"] == pytest.approx(m["overhead"] / 1e6)
+    assert m["met"] == (m["overhead_mb"] <= bench.OVERHEAD_TARGET_MB)
+    assert "overhead" in bench.format_memory(m)
+
+
+def test_quick_sizes_shrink_everything():
+    quick = bench.sizes(bench.build_parser().parse_args(["--quick"]))
+    full = bench.sizes(bench.build_parser().parse_args([]))
+    assert full["scaling_samples"] == bench.SCALING_SAMPLES
+    assert [5 * n for n in quick["scaling_samples"]] == full["scaling_samples"]
+    assert max(quick["scaling_widths"]) <= 256 < max(full["scaling_widths"])
+    for key in ("width_samples", "threads_samples", "memory_samples"):
+        assert 5 * quick[key] == full[key]
+
+
+def check_fit_consistent(section, x_of):
+    """The stored fit is the fit of the stored points and the deviations match it."""
+    pts = section["points"]
+    x = [x_of(p) for p in pts]
+    t = [p["s_per_epoch"] for p in pts]
+    assert all(v > 0 for v in t)
+    expected = bench.linear_fit(x, t)
+    for key in ("slope", "intercept", "r2", "max_rel_dev"):
+        assert section["fit"][key] == pytest.approx(expected[key])
+    for p, xi in zip(pts, x):
+        fitted = section["fit"]["intercept"] + section["fit"]["slope"] * xi
+        assert p["rel_dev"] == pytest.approx((p["s_per_epoch"] - fitted) / fitted)
+        assert p["s_per_epoch"] == pytest.approx(np.median(p["epoch_times"]))
+    assert section["met"] == (section["fit"]["r2"] >= bench.R2_TARGET)
+
+
+def test_main_smoke_with_tiny_scaling_and_threads(tmp_path, capsys, monkeypatch):
+    from fastmlp import _threads
+    # main() calls fm.set_num_threads(1): give later tests their default back
+    monkeypatch.setattr(_threads, "_default_threads", _threads._default_threads)
+    out = tmp_path / "bench.json"
+    bench.main(["--quick", "--no-torch", "--no-numpy", "--no-compile", "--no-memory",
+                "--workload", "W2", "--epochs", "3", "--threads", "1", "--scaling",
+                "--scaling-samples", "300,600,900", "--scaling-widths", "8,16,32",
+                "--scaling-width-samples", "300", "--threads-samples", "512",
+                "--json", str(out)])
+    text = capsys.readouterr().out
+    doc = json.loads(out.read_text())
+    assert doc["memory"] is None and doc["quick"] is True
+    assert [r["workload"] for r in doc["results"]] == ["W2"]
+    s, w = doc["scaling"]["samples"], doc["scaling"]["width"]
+    assert [p["n_samples"] for p in s["points"]] == [300, 600, 900]
+    assert [p["width"] for p in w["points"]] == [8, 16, 32]
+    check_fit_consistent(s, lambda p: p["n_samples"])
+    check_fit_consistent(w, lambda p: p["flops"])
+    for p in w["points"]:
+        assert p["flops"] == bench.training_flops(784, [p["width"]] * 2, 300)
+    t16, t32 = w["points"][1]["s_per_epoch"], w["points"][2]["s_per_epoch"]
+    assert w["loglog_slope_widest"] == pytest.approx(math.log(t32 / t16) / math.log(2))
+    assert "linear in samples" in text and "proportional to GEMM FLOPs" in text
+    tc = doc["threads_compare"]
+    if tc is not None:                     # None when Numba started with a single thread
+        assert [r["threads"] for r in tc["runs"]] == [1, 2] and tc["n_samples"] == 512
+        assert tc["speedup"] == pytest.approx(tc["runs"][0]["s_per_epoch"]
+                                              / tc["runs"][1]["s_per_epoch"])
+        assert tc["met"] == (tc["speedup"] >= bench.SPEEDUP_TARGET)
+        assert "speedup 2 vs 1" in text
+
+
+def test_threads_compare_restores_the_thread_count():
+    import fastmlp as fm
+    before = fm.get_num_threads()
+    tc = bench.threads_compare(256, 3, counts=(1, 1))
+    assert fm.get_num_threads() == before
+    assert tc["speedup"] > 0 and len(tc["runs"]) == 2
