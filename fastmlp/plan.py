@@ -19,6 +19,7 @@ from .losses import get_loss
 BLOCK = 16384  # optimizer work unit (elements); a block stays in L1/L2 while updated
 DW_TILING = "auto"  # "auto" | "always" | "never": how dense ops compute dW (see ops_for_batch)
 COLUMN_SPLIT = "auto"  # "auto" | "always" | "never": tiled dense ops split forward/dX by columns
+K_SPLIT = "auto"  # "auto" | "never": tiled narrow dense ops split the forward by inputs
 
 
 @dataclass
@@ -71,6 +72,12 @@ class Plan:
         W instead of all of it. Measured (2 threads): W3 (512 wide) 15% faster at
         batch 32 and 3% at batch 256; the 30-100 wide layers of W1/W2 were 1-2%
         slower, so they keep the row split.
+
+        Other tiled layers with n_in >= n_chunks * n_out split the forward GEMM along
+        n_in (TILE_K): each thread multiplies all rows by its slice of the inputs and
+        the partial sums are added in the epilogue. Measured (2 threads): W1 7.17 ->
+        6.38 and W2 3.58 -> 3.16 us/sample (the first layers' GEMMs get the whole
+        batch as M instead of half of it); W3 unchanged.
         """
         bases = np.concatenate([[0], np.cumsum(self.widths)[:-1]]) * batch_size
         ops = self.ops.copy()
@@ -83,7 +90,12 @@ class Plan:
         cols = tiled & (ops[:, L.F_NOUT] >= 128 * n_chunks)
         if COLUMN_SPLIT != "auto":
             cols = tiled & (COLUMN_SPLIT == "always")
-        ops[:, L.F_TILED] = np.where(cols, L.TILE_COLS, np.where(tiled, L.TILE_DW, L.TILE_NONE))
+        # the partials of a K split live in the input's gradient slot: n_in >= T * n_out
+        ksplit = tiled & ~cols & (ops[:, L.F_NIN] >= n_chunks * ops[:, L.F_NOUT])
+        if K_SPLIT == "never":
+            ksplit[:] = False
+        ops[:, L.F_TILED] = np.select([cols, ksplit, tiled], [L.TILE_COLS, L.TILE_K, L.TILE_DW],
+                                      L.TILE_NONE)
         return ops
 
     def workspace_size(self, batch_size):

@@ -35,6 +35,9 @@ NETS = {
                      ("softmax",)],
     "bn-last": [("dense", 8), ("relu",), ("dense", K), ("bn",), ("softmax",)],
     "linear": [("dense", K), ("softmax",)],
+    # n_in >= 2 n_out in the first two dense layers: the forward's K split on 2 threads
+    "narrowing": [("dense", 5), ("bn",), ("relu",), ("dense", 2), ("relu",), ("dense", K),
+                  ("softmax",)],
 }
 
 PARALLEL = numba.config.NUMBA_NUM_THREADS >= 2
@@ -263,17 +266,23 @@ def test_one_epoch_matches_reference(name, opt_name):
 
 
 @pytest.mark.skipif(not PARALLEL, reason="needs 2 Numba threads")
-@pytest.mark.parametrize("tiling,columns", [("always", "never"), ("always", "always"),
-                                            ("never", "never")])
+@pytest.mark.parametrize("tiling,columns,k_split", [
+    ("always", "never", "never"), ("always", "always", "never"), ("always", "never", "auto"),
+    ("never", "never", "never")])
 @pytest.mark.parametrize("opt_name", ["nesterov", "adam"])
-def test_one_epoch_parallel_matches_reference(opt_name, tiling, columns, monkeypatch):
+def test_one_epoch_parallel_matches_reference(opt_name, tiling, columns, k_split, monkeypatch):
     """The chunk-parallel path (2 chunks; the ragged batch of 2 rows as 2 chunks of 1),
     with every dense dW computed by row tiles (strided BLAS on the input rows; also
-    the forward and dX by column blocks) or by per-chunk partials."""
+    the forward and dX by column blocks, or the forward split along the inputs where
+    n_in >= 2 n_out) or by per-chunk partials."""
     import fastmlp.plan
     monkeypatch.setattr(fastmlp.plan, "DW_TILING", tiling)
     monkeypatch.setattr(fastmlp.plan, "COLUMN_SPLIT", columns)
-    spec = NETS["mlp-bn"]
+    monkeypatch.setattr(fastmlp.plan, "K_SPLIT", k_split)
+    spec = NETS["narrowing"]
+    ops = _model(spec, _train_problem(spec)[2]).plan.ops_for_batch(7, 2)
+    n_k = (ops[:, fastmlp.kernels.loop.F_TILED] == fastmlp.kernels.loop.TILE_K).sum()
+    assert n_k == (2 if k_split == "auto" else 0)
     X, y, weights = _train_problem(spec, seed=3)
     make_opt, hyper = OPTIMIZERS[opt_name]
     model = _model(spec, weights)

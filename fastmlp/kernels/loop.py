@@ -61,6 +61,7 @@ N_FIELDS = 14
 TILE_NONE = 0
 TILE_DW = 1
 TILE_COLS = 2
+TILE_K = 3   # row tiles for dW; the forward GEMM split along n_in (partial sums, then added)
 # float fields
 G_ALPHA = 0
 G_EPS = 1
@@ -168,24 +169,58 @@ def bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks
 
 
 @njit(**JIT_PARALLEL)
-def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, n_rows, n_chunks,
+def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, n_chunks,
                  training, update_running, seed, step):
     """Run every op but the loss head on the n_rows rows already in the input buffer.
-    seed and step (the update count) select the dropout masks."""
+    seed and step (the update count) select the dropout masks. gws (the gradient
+    workspace) is scratch here: a K-split dense op keeps its partial sums there."""
     for k in range(ops.shape[0] - 1):
         if ops[k, F_KIND] == OP_BN:
             bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
                            training, update_running)
         if ops[k, F_KIND] == OP_SKIP:
             continue
-        cols = ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] == TILE_COLS
+        split = ops[k, F_TILED] if ops[k, F_KIND] == OP_DENSE else TILE_NONE
         for c in prange(n_chunks):
-            if cols:
+            if split == TILE_COLS:
                 c0, c1 = chunk_rows(ops[k, F_NOUT], n_chunks, c)
                 dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1)
+            elif split == TILE_K:
+                dense_forward_kpart(ops, k, params, ws, gws, n_rows, n_chunks, c)
             else:
                 r0, r1 = chunk_rows(n_rows, n_chunks, c)
                 forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step)
+        if split == TILE_K:
+            for c in prange(n_chunks):
+                r0, r1 = chunk_rows(n_rows, n_chunks, c)
+                dense_kpart_sum(ops, opf, k, params, ws, gws, n_rows, n_chunks, r0, r1)
+
+
+@njit(**JIT)
+def dense_forward_kpart(ops, k, params, ws, gws, n_rows, n_chunks, c):
+    """Part c of dense op k's GEMM split along its inputs: X[:, k0:k1] @ W[k0:k1] into Z
+    (c = 0) or into the gradient slot of its input, free during the forward pass (plan
+    guarantees n_in >= n_chunks * n_out, so the n_chunks - 1 partials fit)."""
+    n_in, n_out = ops[k, F_NIN], ops[k, F_NOUT]
+    k0, k1 = chunk_rows(n_in, n_chunks, c)
+    dst = ws if c == 0 else gws
+    off = ops[k, F_OUT] if c == 0 else ops[k, F_IN] + (c - 1) * n_rows * n_out
+    t = params.dtype.type
+    gemm(0, 0, n_rows, n_out, k1 - k0, t(1.0), ws, ops[k, F_IN] + k0, n_in, params,
+         ops[k, F_P0] + k0 * n_out, n_out, t(0.0), dst, off, n_out)
+
+
+@njit(**JIT)
+def dense_kpart_sum(ops, opf, k, params, ws, gws, n_rows, n_chunks, r0, r1):
+    """Rows r0:r1 of dense op k after dense_forward_kpart: Z += the other partials, then
+    the bias and activation epilogue."""
+    n_out = ops[k, F_NOUT]
+    Z = rows(ws, ops[k, F_OUT], n_out, r0, r1)
+    for c in range(1, n_chunks):
+        add_into(rows(gws, ops[k, F_IN] + (c - 1) * n_rows * n_out, n_out, r0, r1).ravel(),
+                 Z.ravel())
+    p1 = ops[k, F_P1]
+    bias_act_forward(Z, params[p1: p1 + n_out], ops[k, F_ACT], opf[k, G_ALPHA])
 
 
 @njit(**JIT)
@@ -258,7 +293,7 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1):
         # TILE_COLS: dX by column blocks in dense_weight_tiles
         dense_backward_rows(mat(params, p0, n_in, n_out), A, dA, grads_c[p1: p1 + n_out],
                             rows(gws, ops[k, F_IN], n_in, r0, r1), act, alpha,
-                            ops[k, F_NEED_DX] != 0 and ops[k, F_TILED] == TILE_DW)
+                            ops[k, F_NEED_DX] != 0 and ops[k, F_TILED] != TILE_COLS)
     elif kind == OP_DENSE:
         dense_backward(rows(ws, ops[k, F_IN], n_in, r0, r1), mat(params, p0, n_in, n_out), A, dA,
                        mat(grads_c, p0, n_in, n_out), grads_c[p1: p1 + n_out],
@@ -435,8 +470,8 @@ def run_batches(mode, ops, opf, X, y, T, order, first, n_steps, batch_size, step
         if is_train and aug.shape[0] > 0:
             # the input's gradient slot is never written (nothing backpropagates into X)
             augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed, r)
-        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, B, nc, bn_training, is_train,
-                     seed, r)
+        forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, B, nc, bn_training,
+                     is_train, seed, r)
         loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, needs_grad)
         total += loss
         metric_total += metric
