@@ -9,7 +9,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
-from .rng import normal, uniform
+from .rng import normal_at, stream_key, uniform, uniform_at
 
 N_AUG = 10
 
@@ -51,6 +51,8 @@ def augment_rows(Xb, scratch, aug, seed, step, r0):
     geometric = aug[4] > 0.0 or aug[5] > 0.0 or aug[6] != 0.0
     noise_std, sp = aug[0], aug[1]
     d = Xb.shape[1]
+    noise_key = stream_key(seed, stream + (1 << 40))
+    sp_key = stream_key(seed, stream + (2 << 40))
     for i in range(Xb.shape[0]):
         r = r0 + i
         row = Xb[i]
@@ -58,10 +60,10 @@ def augment_rows(Xb, scratch, aug, seed, step, r0):
             _geometry(row, scratch, aug, seed, stream, r)
         if noise_std > 0.0:
             for j in range(d):
-                row[j] += t(noise_std * normal(seed, stream + (1 << 40), r * d + j))
+                row[j] += t(noise_std * normal_at(noise_key, r * d + j))
         if sp > 0.0:
             for j in range(d):
-                u = uniform(seed, stream + (2 << 40), r * d + j)
+                u = uniform_at(sp_key, r * d + j)
                 if u < sp:
                     row[j] = t(aug[2]) if u < 0.5 * sp else t(aug[3])
 

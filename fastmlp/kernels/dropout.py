@@ -2,7 +2,7 @@
 from numba import njit
 
 from .._config import JIT
-from .rng import uniform
+from .rng import stream_key, uniform_at
 
 
 @njit(**JIT)
@@ -14,10 +14,11 @@ def dropout_forward(X, A, M, rate, seed, stream, row0):
     keep = t(1.0 / (1.0 - rate))
     zero = t(0)
     d = X.shape[1]
+    key = stream_key(seed, stream)
     for i in range(X.shape[0]):
         base = (row0 + i) * d
         for j in range(d):
-            m = keep if uniform(seed, stream, base + j) >= rate else zero
+            m = keep if uniform_at(key, base + j) >= rate else zero
             M[i, j] = m
             A[i, j] = X[i, j] * m
 

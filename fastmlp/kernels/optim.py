@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
-from .rng import normal
+from .rng import normal_at, stream_key
 
 SGD = 0
 ADAM = 1
@@ -86,9 +86,9 @@ def prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step):
     eta = hyper[0]
     if eta > 0.0:
         sigma = np.sqrt(eta / (1.0 + step) ** hyper[1])
-        seed = np.int64(hyper[2])
+        key = stream_key(np.int64(hyper[2]), step)
         for i in range(g.shape[0]):
-            g[i] += t(sigma * normal(seed, step, start + i))
+            g[i] += t(sigma * normal_at(key, start + i))
 
 
 @njit(**JIT)

@@ -25,15 +25,34 @@ def mix64(x):
 
 
 @njit(**JIT)
+def stream_key(seed, a):
+    """The part of (seed, a, b)'s hash that does not depend on b: compute it once per
+    stream (an update, a layer) and draw element b with uniform_at / normal_at."""
+    return mix64(mix64(np.uint64(seed)) ^ np.uint64(a))
+
+
+@njit(**JIT)
+def uniform_at(key, b):
+    """Uniform float64 in (0, 1) for counter b of the stream `key` (see stream_key)."""
+    return (np.float64(mix64(np.uint64(key) ^ np.uint64(b)) >> _S11) + 0.5) * _TWO_M53
+
+
+@njit(**JIT)
+def normal_at(key, b):
+    """Standard normal float64 for counter b of the stream `key` (Box-Muller on the
+    uniforms of counters 2b and 2b + 1)."""
+    u1 = uniform_at(key, 2 * b)
+    u2 = uniform_at(key, 2 * b + 1)
+    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+
+
+@njit(**JIT)
 def uniform(seed, a, b):
     """Uniform float64 in (0, 1) for integer counters (seed, a, b)."""
-    h = mix64(mix64(mix64(np.uint64(seed)) ^ np.uint64(a)) ^ np.uint64(b))
-    return (np.float64(h >> _S11) + 0.5) * _TWO_M53
+    return uniform_at(stream_key(seed, a), b)
 
 
 @njit(**JIT)
 def normal(seed, a, b):
-    """Standard normal float64 for counters (seed, a, b) (Box-Muller on two uniforms)."""
-    u1 = uniform(seed, a, 2 * b)
-    u2 = uniform(seed, a, 2 * b + 1)
-    return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
+    """Standard normal float64 for counters (seed, a, b)."""
+    return normal_at(stream_key(seed, a), b)
