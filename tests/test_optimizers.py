@@ -451,6 +451,21 @@ def test_gradient_noise_seeding():
     np.testing.assert_allclose(p, -0.5 * (g + e), rtol=1e-12, atol=1e-15)
 
 
+def test_gradient_noise_ignores_block_boundaries():
+    """The same noise whether the update runs as one block or as odd-sized blocks
+    (entries start at odd offsets; threads take blocks in any order)."""
+    from fastmlp.kernels import optim as _k
+    opt = fm.SGD(lr=1.0, noise=fm.GradientNoise(0.2, 0.55, 9))
+    out = []
+    for blocks in ([[0, 1000, 0, 1]], [[0, 333, 0, 1], [333, 334, 0, 1], [334, 1000, 0, 1]]):
+        p = np.zeros(1000)
+        state, scalars = opt.init_state(1000, np.float64)
+        _k.optimizer_step(opt.kind, opt.hyper(), 1.0, 3, p, np.zeros((1, 1000)), state,
+                          scalars, np.array(blocks, dtype=np.int64), np.zeros((1, 3)), 1)
+        out.append(p)
+    assert np.array_equal(out[0], out[1]) and np.all(out[0] != 0)
+
+
 # ---------------------------------------------------------------- bad hyperparameters
 BAD = [
     (lambda: fm.SGD(lr=0), "lr"),

@@ -44,6 +44,26 @@ def test_uniform_and_normal_match_plain_python(seed, a, b):
     assert rng.normal(seed, a, b) == rng.normal_at(key, b)
 
 
+@pytest.mark.parametrize("seed,a,b", COUNTERS)
+def test_normal_pair_matches_plain_python(seed, a, b):
+    z0, z1 = rng.normal_pair_at(np.uint64(rng.stream_key(seed, a)), b)
+    u1, u2 = uniform_py(seed, a, 2 * b), uniform_py(seed, a, 2 * b + 1)
+    r = math.sqrt(-2.0 * math.log(u1))
+    assert z0 == pytest.approx(r * math.cos(2 * math.pi * u2), rel=1e-12, abs=1e-14)
+    assert z1 == pytest.approx(r * math.sin(2 * math.pi * u2), rel=1e-12, abs=1e-14)
+
+
+@pytest.mark.parametrize("start,n", [(0, 9), (1, 9), (4, 1), (5, 1), (7, 8)])
+def test_noise_depends_on_the_global_index_only(start, n):
+    """Element j of a block starting at `start` gets pair (start + j) // 2's output
+    (start + j) % 2, whatever the block boundaries."""
+    key = np.uint64(rng.stream_key(3, 8))
+    g = np.zeros(n)
+    rng.add_normal_noise(g, start, 2.0, key)
+    expect = [2.0 * rng.normal_pair_at(key, (start + j) // 2)[(start + j) % 2] for j in range(n)]
+    np.testing.assert_array_equal(g, expect)
+
+
 def test_uniforms_are_uniform():
     key = np.uint64(rng.stream_key(5, 17))
     u = np.array([rng.uniform_at(key, b) for b in range(20000)])

@@ -17,7 +17,7 @@ import numpy as np
 from numba import njit, prange
 
 from .._config import JIT, JIT_PARALLEL
-from .rng import normal_at, stream_key
+from .rng import add_normal_noise, stream_key
 
 SGD = 0
 ADAM = 1
@@ -86,9 +86,7 @@ def prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step):
     eta = hyper[0]
     if eta > 0.0:
         sigma = np.sqrt(eta / (1.0 + step) ** hyper[1])
-        key = stream_key(np.int64(hyper[2]), step)
-        for i in range(g.shape[0]):
-            g[i] += t(sigma * normal_at(key, start + i))
+        add_normal_noise(g, start, sigma, stream_key(np.int64(hyper[2]), step))
 
 
 @njit(**JIT)

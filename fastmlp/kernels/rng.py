@@ -47,6 +47,36 @@ def normal_at(key, b):
 
 
 @njit(**JIT)
+def normal_pair_at(key, m):
+    """Two independent standard normals (float64) for pair m of the stream `key`: both
+    outputs of Box-Muller, r cos(theta) and r sin(theta), on the uniforms of counters
+    2m and 2m + 1 (the first equals normal_at(key, m))."""
+    r = np.sqrt(-2.0 * np.log(uniform_at(key, 2 * m)))
+    theta = 2.0 * np.pi * uniform_at(key, 2 * m + 1)
+    return r * np.cos(theta), r * np.sin(theta)
+
+
+@njit(**JIT)
+def add_normal_noise(g, start, sigma, key):
+    """g[i] += sigma z_(start + i), i < len(g), z_j standard normal from the stream `key`:
+    elements 2m and 2m + 1 take the two outputs of normal_pair_at(key, m), so a value
+    depends on its global index only (not on where a block starts)."""
+    t = g.dtype.type
+    n = g.shape[0]
+    i = 0
+    if start % 2 == 1:  # the first element is the second of its pair
+        g[0] += t(sigma * normal_pair_at(key, start // 2)[1])
+        i = 1
+    while i + 1 < n:
+        z0, z1 = normal_pair_at(key, (start + i) // 2)
+        g[i] += t(sigma * z0)
+        g[i + 1] += t(sigma * z1)
+        i += 2
+    if i < n:
+        g[i] += t(sigma * normal_pair_at(key, (start + i) // 2)[0])
+
+
+@njit(**JIT)
 def uniform(seed, a, b):
     """Uniform float64 in (0, 1) for integer counters (seed, a, b)."""
     return uniform_at(stream_key(seed, a), b)
