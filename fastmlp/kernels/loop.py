@@ -357,18 +357,6 @@ def backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
         backward_chunk(ops, opf, k, params, grads[c], ws, gws, n_rows, r0, r1)
     if ops[k, F_KIND] == OP_BN and ops[k, F_NEED_DX] != 0:
         bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
-    if ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != 0:
-        fold_chunk_sums(grads, ops[k, F_P1], ops[k, F_NOUT], n_chunks)
-
-
-@njit(**JIT)
-def fold_chunk_sums(grads, offset, size, n_chunks):
-    """grads[0, offset:offset+size] += grads[c, ...] for c >= 1, which are then zeroed
-    (so a later fold over all chunks adds nothing twice)."""
-    for c in range(1, n_chunks):
-        for i in range(offset, offset + size):
-            grads[0, i] += grads[c, i]
-            grads[c, i] = 0
 
 
 @njit(**JIT)
