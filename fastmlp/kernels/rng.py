@@ -80,9 +80,3 @@ def add_normal_noise(g, start, sigma, key):
 def uniform(seed, a, b):
     """Uniform float64 in (0, 1) for integer counters (seed, a, b)."""
     return uniform_at(stream_key(seed, a), b)
-
-
-@njit(**JIT)
-def normal(seed, a, b):
-    """Standard normal float64 for counters (seed, a, b)."""
-    return normal_at(stream_key(seed, a), b)
