@@ -4,10 +4,10 @@ import numbers
 import numpy as np
 from numba import njit
 
-from ._config import JIT
+from ._config import ENTRY, JIT
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def _count_nonfinite(X):
     """(number of NaN/inf entries of a 2-D float array, first row holding one or -1)."""
     count = 0

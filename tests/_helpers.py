@@ -59,3 +59,15 @@ def centred_differences(model, X, y, rng, h, max_entries, l2=0.0, l1=0.0, n_thre
         model.set_weights(weights)
         pairs.append((flat_g[idx], numeric))
     return pairs
+
+
+def python_callable(kernel):
+    """A twin of an internal kernel that Python can call: kernels are compiled without
+    a CPython wrapper (fastmlp/_config.py), so the test compiles a small one."""
+    import numba
+
+    @numba.njit
+    def call(*args):
+        return kernel(*args)
+
+    return call

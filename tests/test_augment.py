@@ -1,9 +1,12 @@
 """Augmentation kernels: statistics, geometry, reproducibility, and fit(augment=...)."""
 import numpy as np
 import pytest
+from _helpers import python_callable
 
 import fastmlp as fm
-from fastmlp.kernels.augment import augment_batch, augment_rows
+from fastmlp.kernels import augment as _k
+
+augment_batch, augment_rows = python_callable(_k.augment_batch), python_callable(_k.augment_rows)
 
 
 def _run(X, aug, seed=0, step=1):

@@ -5,11 +5,16 @@ resumed runs rely on its values not changing, so they are pinned here to an
 independent transcription (Python integers modulo 2^64, written for clarity).
 """
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+from _helpers import python_callable
 
-from fastmlp.kernels import rng
+from fastmlp.kernels import rng as _rng
+
+rng = SimpleNamespace(**{name: python_callable(getattr(_rng, name)) for name in (
+    "stream_key", "uniform_at", "uniform", "normal_at", "normal_pair_at", "add_normal_noise")})
 
 MASK = (1 << 64) - 1
 

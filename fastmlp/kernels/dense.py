@@ -1,9 +1,25 @@
-"""Fully connected layer on a chunk of rows: GEMM (BLAS via np.dot) + fused epilogue."""
-import numpy as np
+"""Fully connected layer on a chunk of rows: GEMM (BLAS) + fused epilogue.
+
+Operands are C-contiguous 2-D views; they reach `gemm` as flat views (np.dot would
+work too, but its three operand layouts cost three more compilations of its
+implementation on the first run, for the same BLAS call).
+"""
 from numba import njit
 
 from .._config import JIT
 from .activations import act_backward, bias_act_forward
+from .blas import gemm
+
+
+@njit(**JIT)
+def matmul(A, B, C, trans_a, trans_b):
+    """C = op(A) @ op(B) for C-contiguous 2-D arrays; op transposes when trans_* is 1.
+    C (m, n) is overwritten."""
+    m, n = C.shape
+    k = A.shape[0] if trans_a else A.shape[1]
+    one, zero = C.dtype.type(1.0), C.dtype.type(0.0)
+    gemm(trans_a, trans_b, m, n, k, one, A.reshape(-1), 0, A.shape[1], B.reshape(-1), 0,
+         B.shape[1], zero, C.reshape(-1), 0, n)
 
 
 @njit(**JIT)
@@ -14,7 +30,7 @@ def dense_forward(X, W, b, Z, act, alpha):
     Bias and activation are applied in one pass over Z right after the GEMM,
     while Z is still in cache.
     """
-    np.dot(X, W, Z)
+    matmul(X, W, Z, 0, 0)
     bias_act_forward(Z, b, act, alpha)
 
 
@@ -38,10 +54,10 @@ def dense_backward(X, W, A, dA, dW, db, dX, act, alpha, need_dx):
     (n_out,) and, when need_dx, dX = dZ W^T (rows, n_in).
     """
     act_backward(dA, A, act, alpha)
-    np.dot(X.T, dA, dW)
+    matmul(X, dA, dW, 1, 0)
     column_sums(dA, db)
     if need_dx:
-        np.dot(dA, W.T, dX)
+        matmul(dA, W, dX, 0, 1)
 
 
 @njit(**JIT)
@@ -53,4 +69,4 @@ def dense_backward_rows(W, A, dA, db, dX, act, alpha, need_dx):
     act_backward(dA, A, act, alpha)
     column_sums(dA, db)
     if need_dx:
-        np.dot(dA, W.T, dX)
+        matmul(dA, W, dX, 0, 1)

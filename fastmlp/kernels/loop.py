@@ -12,7 +12,7 @@ optimizer update (which folds the per-chunk partial gradients grads[c]).
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT, JIT_PARALLEL
+from .._config import ENTRY, JIT, JIT_PARALLEL
 from .augment import augment_batch
 from .blas import gemm
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
@@ -409,7 +409,7 @@ MODE_EVAL = 1    # forward + loss over all rows in batches (optionally the outpu
 MODE_GRAD = 2    # one training-mode forward + backward over all rows, no update
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def run_batches(mode, ops, opf, X, y, T, order, first, n_steps, batch_size, step0, rng_step0,
                 seed, params, grads, opt_state, opt_scalars, bn_run, bn_stats, bn_parts, ws, gws,
                 yb, Tb, loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper,

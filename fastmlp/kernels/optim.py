@@ -16,7 +16,7 @@ per-optimizer scalar state (Nadam's running product of momentum coefficients).
 import numpy as np
 from numba import njit, prange
 
-from .._config import JIT, JIT_PARALLEL
+from .._config import ENTRY, JIT, JIT_PARALLEL
 from .rng import add_normal_noise, stream_key
 
 SGD = 0
@@ -287,7 +287,7 @@ def gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, s
     return g0, g0, t(0.0), t(0.0)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**ENTRY)
 def reduce_gradients(params, grads, blocks, seg, n_parts, hyper, step):
     """Fold the chunk partials, penalties and noise into grads[0] without updating."""
     for kb in prange(blocks.shape[0]):
@@ -323,7 +323,7 @@ def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, b0, b1, s
                      state, start, stop, mu_t, mu_next, mu_prod)
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def optimizer_step(kind, hyper, lr, step, params, grads, state, scalars, blocks, seg, n_parts):
     """One update of every parameter (step is the 1-based update count of this optimizer)."""
     mu_t, mu_next, mu_prod = step_scalars(kind, hyper, step, scalars)

@@ -7,7 +7,7 @@ multiplied by f + (1 - f) * step / w (linear warm-up, Goyal et al. 2017).
 import numpy as np
 from numba import njit
 
-from .._config import JIT
+from .._config import ENTRY, JIT
 
 CONSTANT = 0
 CYCLIC = 1
@@ -47,7 +47,7 @@ def base_lr(kind, h, step):
     return h[p]
 
 
-@njit(**JIT)
+@njit(**ENTRY)
 def schedule_lr(kind, h, step):
     """Learning rate at 0-based update `step`, warm-up included."""
     lr = base_lr(kind, h, step)
