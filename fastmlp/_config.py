@@ -1,7 +1,7 @@
 """Compilation flags shared by every kernel (the one place they are set).
 
-`JIT` is passed to every ``numba.njit``; `ENTRY` to those called from Python;
-`JIT_PARALLEL` adds ``parallel=True``.
+`JIT` is passed to every ``numba.njit``; `ENTRY` to those called from Python.
+Nothing is compiled with parallel=True: threads come from fastmlp/_threads.py.
 fastmath is a *set* of LLVM flags that never includes ``nnan``/``ninf``: the
 training loop must still see NaN and inf to stop a diverging run.
 
@@ -31,7 +31,6 @@ FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH, error_model="numpy",
            no_cpython_wrapper=True, no_cfunc_wrapper=True)
 ENTRY = dict(JIT, no_cpython_wrapper=False)
-JIT_PARALLEL = dict(JIT, parallel=True)
 
 # BatchNorm defaults (Keras-style momentum for the running averages).
 BN_EPS = 1e-5

@@ -1,13 +1,19 @@
-"""One thread pool at a time: Numba's threads do the work, BLAS runs single-threaded.
+"""One thread pool at a time: fastmlp's team of threads does the work, BLAS runs
+single-threaded inside it.
 
-Each training step splits the batch rows into one chunk per Numba thread; every
-chunk calls BLAS (SciPy's OpenBLAS, through np.dot inside njit) on its own rows.
-BLAS is limited to 1 thread while fastmlp computes, so its pool never spins
-against Numba's (measured: alternating both pools ran 5-30x slower).
+`run_team` calls a compiled kernel on n threads at once, each with its index
+(kernels/sync.py); every step splits the batch rows into one chunk per thread,
+and every chunk calls BLAS (SciPy's OpenBLAS) on its own rows. BLAS is limited to
+1 thread while fastmlp computes, so its pool never spins against the team
+(measured: alternating two spinning pools ran 5-30x slower), and Numba's own
+thread pool is never started.
 """
 import contextlib
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numba
+import numpy as np
 
 _default_threads = None
 _controller = None
@@ -43,12 +49,40 @@ def _blas_controller():
 
 @contextlib.contextmanager
 def compute_threads(n_threads=None):
-    """Context: Numba uses n_threads (default get_num_threads()), BLAS 1 thread. Yields n."""
+    """Context: BLAS runs 1 thread; yields n_threads (default get_num_threads()), the
+    team size for run_team."""
     n = get_num_threads() if n_threads is None else _checked(n_threads)
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n)
+    with _blas_controller().limit(limits=1, user_api="blas"):
+        yield n
+
+
+_helpers = None
+_helpers_lock = threading.Lock()
+
+
+def _helper_pool():
+    """Threads for team members 1.. (created on demand, reused; idle ones sleep). Sized
+    so that a few teams running at once from different Python threads never queue a
+    member behind another team's (a queued member would leave its team waiting)."""
+    global _helpers
+    with _helpers_lock:
+        if _helpers is None:
+            _helpers = ThreadPoolExecutor(max_workers=4 * numba.config.NUMBA_NUM_THREADS + 4,
+                                          thread_name_prefix="fastmlp")
+        return _helpers
+
+
+def run_team(kernel, n_threads, *args):
+    """kernel(team, *args) on n_threads threads at once, team = (thread index, n_threads,
+    sync); returns thread 0's result. Thread 0 is the caller's; the kernel must release
+    the GIL (nogil) and every thread must reach the same barriers."""
+    sync = np.zeros(2, np.int64)
+    if n_threads == 1:
+        return kernel((0, 1, sync), *args)
+    pool = _helper_pool()
+    members = [pool.submit(kernel, (t, n_threads, sync), *args) for t in range(1, n_threads)]
     try:
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            yield n
+        return kernel((0, n_threads, sync), *args)
     finally:
-        numba.set_num_threads(previous)
+        for m in members:
+            m.result()

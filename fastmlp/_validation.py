@@ -4,7 +4,7 @@ import numbers
 import numpy as np
 from numba import njit
 
-from ._config import ENTRY, JIT
+from ._config import ENTRY
 
 
 @njit(**ENTRY)

@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import _validation as V
-from ._threads import compute_threads
+from ._threads import compute_threads, run_team
 from .augment import Augment
 from .history import History
 from .initializers import get_initializer
@@ -191,8 +191,8 @@ class Sequential:
         f64, dt = np.zeros(0), np.zeros((0, 0), self.dtype)
         n = X.shape[0]
         n_steps = -(-n // batch_size)
-        return L.run_batches(
-            mode, w.ops, self.plan.opf, X, y, T, np.arange(n), 0, n_steps, batch_size, 0,
+        return run_team(
+            L.run_batches, n_chunks, mode, w.ops, self.plan.opf, X, y, T, np.arange(n), 0, n_steps, batch_size, 0,
             self.step, self.seed, self.params, dt if grads is None else grads, dt, f64,
             self.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb, w.loss_parts,
             np.zeros((0, 4), np.int64), np.zeros((0, 3)), 0, f64, 0, f64, 1.0, f64, n_chunks,

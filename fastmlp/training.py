@@ -5,6 +5,7 @@ import time
 
 import numpy as np
 
+from ._threads import run_team
 from .kernels import loop as L
 
 
@@ -69,8 +70,8 @@ class EpochRunner:
     def run_steps(self, order, first_step, k):
         """Run k updates starting at step `first_step` of the epoch; returns how many ran."""
         m, w, s = self.model, self.ws, first_step
-        ran = L.run_batches(
-            L.MODE_TRAIN, w.ops, m.plan.opf, self.X, self.y, self.T, order, s * self.bs, k,
+        ran = run_team(
+            L.run_batches, self.n_chunks, L.MODE_TRAIN, w.ops, m.plan.opf, self.X, self.y, self.T, order, s * self.bs, k,
             self.bs, m.opt_step, m.step, self.seed, m.params, self.grads, m.opt_state,
             m.opt_scalars, m.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb,
             w.loss_parts, self.blocks, self.seg, m.optimizer.kind, self.opt_hyper,

@@ -6,9 +6,9 @@ aug (float64): [0] Gaussian noise std, [1] salt-and-pepper rate, [2] pepper valu
 A row's draws depend on (seed, update, row position in the batch), never on threads.
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import JIT, JIT_PARALLEL
+from .._config import JIT
 from .rng import normal_at, stream_key, uniform, uniform_at
 
 N_AUG = 10
@@ -68,10 +68,11 @@ def augment_rows(Xb, scratch, aug, seed, step, r0):
                     row[j] = t(aug[2]) if u < 0.5 * sp else t(aug[3])
 
 
-@njit(**JIT_PARALLEL)
-def augment_batch(ws, base, n_rows, d, scratch, n_chunks, aug, seed, step):
-    """Augment the (n_rows, d) batch at ws[base:] chunk-parallel; scratch (>= n_chunks * d)."""
-    for c in prange(n_chunks):
+@njit(**JIT)
+def augment_batch(ws, base, n_rows, d, scratch, n_chunks, aug, seed, step, team):
+    """Augment the (n_rows, d) batch at ws[base:], each thread of the team its own chunks'
+    rows; scratch (>= n_chunks * d)."""
+    for c in range(team[0], n_chunks, team[1]):
         r0, r1 = c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks
         Xb = ws[base + r0 * d: base + r1 * d].reshape((r1 - r0, d))
         augment_rows(Xb, scratch[c * d: (c + 1) * d], aug, seed, step, r0)

@@ -4,15 +4,17 @@ A plan is an int64 table `ops` (n_ops, N_FIELDS) plus a float64 table `opf`
 (n_ops, 3) built once in Python (see fastmlp/plan.py). Activations live in one
 flat workspace `ws`; buffer k of width d starts at ops[..][F_IN/F_OUT] and holds
 (B, d) rows for the current batch size B. `gws` has the same layout and holds
-gradients. Rows are split into `n_chunks` contiguous chunks, one per thread:
-every op runs chunk-parallel, single-threaded BLAS inside each chunk, and the
-only cross-chunk steps are the BatchNorm statistics, the loss sum and the
-optimizer update (which folds the per-chunk partial gradients grads[c]).
+gradients. Rows are split into `n_chunks` contiguous chunks, one per thread of
+the team (kernels/sync.py; thread t takes chunk t): every op runs chunk-parallel,
+single-threaded BLAS inside each chunk, and the threads meet at a barrier only
+where one reads what another wrote: the BatchNorm statistics, the tiled dense
+ops, the loss sum and the optimizer update (which folds the per-chunk partial
+gradients grads[c]). The passes take `team` = (thread, n_threads, sync).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import ENTRY, JIT, JIT_PARALLEL
+from .._config import ENTRY, JIT
 from .augment import augment_batch
 from .blas import gemm
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
@@ -23,6 +25,7 @@ from .dropout import dropout_backward, dropout_forward
 from .losses import margin_loss, mse, multiclass_hinge, sigmoid_bce, softmax_xent
 from .optim import step_scalars, update_blocks
 from .schedule import schedule_lr
+from .sync import barrier
 
 # op kinds
 OP_DENSE = 1
@@ -100,11 +103,12 @@ def mat(flat, offset, n_rows, n_cols):
     return flat[offset: offset + n_rows * n_cols].reshape((n_rows, n_cols))
 
 
-@njit(**JIT_PARALLEL)
-def gather_rows(X, order, pos, n_rows, n_chunks, ws, base):
-    """Copy X[order[pos + i]] for i < n_rows into the (n_rows, n_features) buffer at ws[base:]."""
+@njit(**JIT)
+def gather_rows(X, order, pos, n_rows, n_chunks, ws, base, team):
+    """Copy X[order[pos + i]] for i < n_rows into the (n_rows, n_features) buffer at
+    ws[base:]; each thread copies its own chunks' rows."""
     d = X.shape[1]
-    for c in prange(n_chunks):
+    for c in range(team[0], n_chunks, team[1]):
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
         for i in range(r0, r1):
             src = X[order[pos + i]]
@@ -146,42 +150,57 @@ def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, ste
                 A[i, j] = X[i, j] + S[i, j]
 
 
-@njit(**JIT_PARALLEL)
-def bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks, training, update_running):
-    """Fill bn_stats (mean, inv_std) of bn op k: batch statistics when training, else running ones."""
+@njit(**JIT)
+def bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks, training,
+                   update_running, team):
+    """Fill bn_stats (mean, inv_std) of bn op k: batch statistics when training, else
+    running ones. Thread 0 writes them; every thread returns after they are written."""
     d = ops[k, F_NIN]
     s, r = ops[k, F_STAT], ops[k, F_STATE]
     mean = bn_stats[s: s + d]
     inv_std = bn_stats[s + d: s + 2 * d]
     eps = opf[k, G_EPS]
-    if not training:
-        bn_running_stats(bn_run[r: r + d], bn_run[r + d: r + 2 * d], eps, mean, inv_std)
-        return
     base = ops[k, F_IN]
-    shift = ws[base: base + d]  # the first sample of the batch
-    for c in prange(n_chunks):
-        r0, r1 = chunk_rows(n_rows, n_chunks, c)
-        bn_partial_stats(rows(ws, base, d, r0, r1), shift,
-                         bn_parts[c, s: s + d], bn_parts[c, s + d: s + 2 * d])
-    bn_finalize_stats(bn_parts[:, s: s + d], bn_parts[:, s + d: s + 2 * d], n_chunks, shift,
-                      n_rows, eps, opf[k, G_MOMENTUM], mean, inv_std,
-                      bn_run[r: r + d], bn_run[r + d: r + 2 * d], update_running)
+    shift = ws[base: base + d]  # the first sample of the batch (thread 0's rows)
+    if training:
+        barrier(team)  # the shift row is written
+        for c in range(team[0], n_chunks, team[1]):
+            r0, r1 = chunk_rows(n_rows, n_chunks, c)
+            bn_partial_stats(rows(ws, base, d, r0, r1), shift,
+                             bn_parts[c, s: s + d], bn_parts[c, s + d: s + 2 * d])
+        barrier(team)
+    if team[0] == 0:
+        if training:
+            bn_finalize_stats(bn_parts[:, s: s + d], bn_parts[:, s + d: s + 2 * d], n_chunks,
+                              shift, n_rows, eps, opf[k, G_MOMENTUM], mean, inv_std,
+                              bn_run[r: r + d], bn_run[r + d: r + 2 * d], update_running)
+        else:
+            bn_running_stats(bn_run[r: r + d], bn_run[r + d: r + 2 * d], eps, mean, inv_std)
+    barrier(team)
 
 
-@njit(**JIT_PARALLEL)
+@njit(**JIT)
 def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, n_chunks,
-                 training, update_running, seed, step):
+                 training, update_running, seed, step, team):
     """Run every op but the loss head on the n_rows rows already in the input buffer.
     seed and step (the update count) select the dropout masks. gws (the gradient
-    workspace) is scratch here: a K-split dense op keeps its partial sums there."""
+    workspace) is scratch here: a K-split dense op keeps its partial sums there.
+
+    Row-chunked ops need no barrier between them: a thread reads only the rows it
+    wrote. A column-split or K-split op reads every row of its input (barrier
+    before); a column split writes a block of every row (barrier after), a K split
+    sums the partials of every thread (barrier between)."""
+    t, n_threads = team[0], team[1]
     for k in range(ops.shape[0] - 1):
         if ops[k, F_KIND] == OP_BN:
             bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
-                           training, update_running)
+                           training, update_running, team)
         if ops[k, F_KIND] == OP_SKIP:
             continue
         split = ops[k, F_TILED] if ops[k, F_KIND] == OP_DENSE else TILE_NONE
-        for c in prange(n_chunks):
+        if split == TILE_COLS or split == TILE_K:
+            barrier(team)
+        for c in range(t, n_chunks, n_threads):
             if split == TILE_COLS:
                 c0, c1 = chunk_rows(ops[k, F_NOUT], n_chunks, c)
                 dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1)
@@ -190,8 +209,10 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, 
             else:
                 r0, r1 = chunk_rows(n_rows, n_chunks, c)
                 forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step)
+        if split == TILE_COLS or split == TILE_K:
+            barrier(team)
         if split == TILE_K:
-            for c in prange(n_chunks):
+            for c in range(t, n_chunks, n_threads):
                 r0, r1 = chunk_rows(n_rows, n_chunks, c)
                 dense_kpart_sum(ops, opf, k, params, ws, gws, n_rows, n_chunks, r0, r1)
 
@@ -253,10 +274,10 @@ def loss_chunk(code, margin, Z, y, T, dZ, n_rows, write_grad):
     return softmax_xent(Z, y, dZ, inv_n, write_grad)
 
 
-@njit(**JIT_PARALLEL)
-def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad):
-    """Loss of the head over n_rows rows; returns (loss sum, metric sum): correct
-    predictions for classification losses, squared error for MSE.
+@njit(**JIT)
+def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad, team):
+    """Loss of the head over n_rows rows; returns (loss sum, metric sum) to every thread:
+    correct predictions for classification losses, squared error for MSE.
 
     write_grad: the loss gradient wrt the head's input into gws; else the outputs
     (probabilities for cross-entropy losses, the raw values otherwise).
@@ -265,13 +286,14 @@ def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_gra
     base, width = ops[k, F_IN], ops[k, F_NIN]
     code, margin = ops[k, F_ACT], opf[k, G_ALPHA]
     kt = Tb.shape[1]
-    for c in prange(n_chunks):
+    for c in range(team[0], n_chunks, team[1]):
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
         loss, metric = loss_chunk(code, margin, rows(ws, base, width, r0, r1), yb[r0:r1],
                                   Tb[r0:r1, :kt], rows(gws, base, width, r0, r1), n_rows,
                                   write_grad)
         loss_parts[c, 0] = loss
         loss_parts[c, 1] = metric
+    barrier(team)
     total = 0.0
     metric = 0.0
     for c in range(n_chunks):
@@ -319,44 +341,45 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1):
                       gws[ops[k, F_IN] + r0 * n_in: ops[k, F_IN] + r1 * n_in])
 
 
-@njit(**JIT_PARALLEL)
-def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
-    """Second bn backward pass: totals of dgamma/dbeta over chunks, then dX per chunk."""
+@njit(**JIT)
+def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks, team):
+    """Second bn backward pass, after every chunk's dgamma/dbeta partials: their totals
+    (thread 0), then dX per chunk."""
     d = ops[k, F_NIN]
     p0, p1, s = ops[k, F_P0], ops[k, F_P1], ops[k, F_STAT]
     dgamma = bn_stats[s + 2 * d: s + 3 * d]
     dbeta = bn_stats[s + 3 * d: s + 4 * d]
-    copy_into(grads[0, p0: p0 + d], dgamma)
-    copy_into(grads[0, p1: p1 + d], dbeta)
-    for c in range(1, n_chunks):
-        add_into(grads[c, p0: p0 + d], dgamma)
-        add_into(grads[c, p1: p1 + d], dbeta)
+    if team[0] == 0:
+        copy_into(grads[0, p0: p0 + d], dgamma)
+        copy_into(grads[0, p1: p1 + d], dbeta)
+        for c in range(1, n_chunks):
+            add_into(grads[c, p0: p0 + d], dgamma)
+            add_into(grads[c, p1: p1 + d], dbeta)
+    barrier(team)
     inv_std = bn_stats[s + d: s + 2 * d]
     gamma = params[p0: p0 + d]
-    for c in prange(n_chunks):
+    for c in range(team[0], n_chunks, team[1]):
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
         bn_backward_dx(rows(gws, ops[k, F_OUT], d, r0, r1), rows(ws, ops[k, F_AUX], d, r0, r1),
                        gamma, inv_std, dgamma, dbeta, n_rows, rows(gws, ops[k, F_IN], d, r0, r1))
 
 
 @njit(**JIT)
-def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
+def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks, team):
     """Backpropagate from the head's gradient in gws. Parameter gradients: per-chunk
-    partials in grads[c], except the W of tiled dense ops (complete in grads[0])."""
+    partials in grads[c], except the W of tiled dense ops (complete in grads[0]).
+    Barriers as in forward_pass: around the BN totals and the tiled dW (and dX)."""
     for k in range(ops.shape[0] - 2, -1, -1):
-        backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
+        for c in range(team[0], n_chunks, team[1]):
+            r0, r1 = chunk_rows(n_rows, n_chunks, c)
+            backward_chunk(ops, opf, k, params, grads[c], ws, gws, n_rows, r0, r1)
+        if ops[k, F_KIND] == OP_BN and ops[k, F_NEED_DX] != 0:
+            barrier(team)
+            bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks, team)
         if ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != 0:
-            dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks)
-
-
-@njit(**JIT_PARALLEL)
-def backward_op(ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks):
-    """Backward of op k over all chunks: parameter partials and the input gradient."""
-    for c in prange(n_chunks):
-        r0, r1 = chunk_rows(n_rows, n_chunks, c)
-        backward_chunk(ops, opf, k, params, grads[c], ws, gws, n_rows, r0, r1)
-    if ops[k, F_KIND] == OP_BN and ops[k, F_NEED_DX] != 0:
-        bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks)
+            barrier(team)
+            dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks, team)
+            barrier(team)
 
 
 @njit(**JIT)
@@ -367,8 +390,8 @@ def tile_rows(n_in, n_chunks):
     return (n_in + n_chunks - 1) // n_chunks
 
 
-@njit(**JIT_PARALLEL)
-def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks):
+@njit(**JIT)
+def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks, team):
     """dW of tiled dense op k by row tiles, dW[i0:i1] = X[:, i0:i1]^T @ dZ, straight into
     grads[0] (no chunk partials, so nothing to write twice and fold later). X[:, i0:i1]
     is a strided block of the input rows, passed to BLAS with its row stride n_in.
@@ -379,7 +402,7 @@ def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks):
     n_tiles = (n_in + per - 1) // per
     g = grads[0]
     one, zero = g.dtype.type(1.0), g.dtype.type(0.0)
-    for t in prange(n_tiles):
+    for t in range(team[0], n_tiles, team[1]):
         i0 = t * per
         i1 = min(i0 + per, n_in)
         gemm(1, 0, i1 - i0, n_out, n_rows, one, ws, ops[k, F_IN] + i0, n_in,
@@ -390,15 +413,15 @@ def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks):
 
 
 @njit(**JIT)
-def gather_labels(y, T, order, pos, n_rows, yb, Tb):
-    """yb[i] = y[order[pos + i]] and Tb[i] = T[order[pos + i]] for i < n_rows.
+def gather_labels(y, T, order, pos, r0, r1, yb, Tb):
+    """yb[i] = y[order[pos + i]] and Tb[i] = T[order[pos + i]] for r0 <= i < r1.
     y (n,) int labels or (0,) when the loss takes float targets T (n, k) (else (n, 0))."""
     if y.shape[0] > 0:
-        for i in range(n_rows):
+        for i in range(r0, r1):
             yb[i] = y[order[pos + i]]
     kt = T.shape[1]
     if kt > 0:
-        for i in range(n_rows):
+        for i in range(r0, r1):
             src = T[order[pos + i]]
             for j in range(kt):
                 Tb[i, j] = src[j]
@@ -410,12 +433,14 @@ MODE_GRAD = 2    # one training-mode forward + backward over all rows, no update
 
 
 @njit(**ENTRY)
-def run_batches(mode, ops, opf, X, y, T, order, first, n_steps, batch_size, step0, rng_step0,
+def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size, step0, rng_step0,
                 seed, params, grads, opt_state, opt_scalars, bn_run, bn_stats, bn_parts, ws, gws,
                 yb, Tb, loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper,
                 lr_scale, aug, max_chunks, step_loss, step_metric, step_lr, outputs, training):
     """The one compiled entry point (one compilation serves training, evaluation and
     gradient checks). Returns (steps completed, loss sum, metric sum, chunks used).
+    Run by every thread of the team at once (fastmlp._threads.run_team), max_chunks
+    threads; each returns the same values. Thread 0 writes the step records.
 
     MODE_TRAIN: n_steps minibatch updates over the rows order[first:] in batches of
     batch_size. X (n, n_features); targets y (n,) int labels or T (n, k) floats (see
@@ -453,35 +478,46 @@ def run_batches(mode, ops, opf, X, y, T, order, first, n_steps, batch_size, step
         nc = min(max_chunks, B)
         t = step0 + s + 1
         r = rng_step0 + s  # the model's update count: compute_loss at model.step draws the same
-        gather_rows(X, order, pos, B, nc, ws, in_base)
-        gather_labels(y, T, order, pos, B, yb, Tb)
+        gather_rows(X, order, pos, B, nc, ws, in_base, team)
+        for c in range(team[0], nc, team[1]):
+            r0, r1 = chunk_rows(B, nc, c)
+            gather_labels(y, T, order, pos, r0, r1, yb, Tb)
         if is_train and aug.shape[0] > 0:
             # the input's gradient slot is never written (nothing backpropagates into X)
-            augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed, r)
+            augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed,
+                          r, team)
         forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, B, nc, bn_training,
-                     is_train, seed, r)
-        loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, needs_grad)
+                     is_train, seed, r, team)
+        loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, needs_grad, team)
         total += loss
         metric_total += metric
         if mode == MODE_EVAL:
             if outputs.shape[0] > 0:
                 base, width = ops[k_head, F_IN], ops[k_head, F_NIN]
-                copy_into(gws[base: base + B * width],
-                          outputs.ravel()[pos * width: (pos + B) * width])
+                for c in range(team[0], nc, team[1]):
+                    r0, r1 = chunk_rows(B, nc, c)
+                    copy_into(gws[base + r0 * width: base + r1 * width],
+                              outputs.ravel()[(pos + r0) * width: (pos + r1) * width])
+            barrier(team)  # before the next batch's loss overwrites loss_parts
             continue
         if not np.isfinite(loss) and is_train:
             return s, total, metric_total, nc
-        backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc)
+        backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc, team)
         if not is_train:
             continue
-        n_terms = B * Tb.shape[1] if per_output else B
-        step_loss[s] = loss / n_terms
-        step_metric[s] = metric / n_terms
+        if team[0] == 0:
+            n_terms = B * Tb.shape[1] if per_output else B
+            step_loss[s] = loss / n_terms
+            step_metric[s] = metric / n_terms
         lr = lr_scale * schedule_lr(sched_kind, sched_hyper, np.float64(step0 + s))
-        step_lr[s] = lr
         mu_t, mu_next, mu_prod = step_scalars(opt_kind, opt_hyper, t, opt_scalars)
+        barrier(team)  # every chunk's partial gradients are written
         # one streaming update pass: measured faster than updating each op (or each dW
         # tile) between the GEMMs, which evicts the GEMMs' working set
-        update_blocks(opt_kind, opt_hyper, lr, t, params, grads, opt_state, blocks, 0,
-                      blocks.shape[0], seg, nc, mu_t, mu_next, mu_prod)
+        update_blocks(opt_kind, opt_hyper, lr, t, params, grads, opt_state, blocks, seg, nc,
+                      mu_t, mu_next, mu_prod, team)
+        barrier(team)  # every parameter is updated before the next forward reads it
+        if team[0] == 0:
+            step_lr[s] = lr
+            opt_scalars[0] = mu_prod
     return n_steps, total, metric_total, nc

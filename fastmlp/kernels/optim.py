@@ -14,10 +14,11 @@ family's own values (see each kernel). Codes below. `scalars` (float64, 4) is
 per-optimizer scalar state (Nadam's running product of momentum coefficients).
 """
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
-from .._config import ENTRY, JIT, JIT_PARALLEL
+from .._config import ENTRY, JIT
 from .rng import add_normal_noise, stream_key
+from .sync import share
 
 SGD = 0
 ADAM = 1
@@ -290,7 +291,7 @@ def gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, s
 @njit(**ENTRY)
 def reduce_gradients(params, grads, blocks, seg, n_parts, hyper, step):
     """Fold the chunk partials, penalties and noise into grads[0] without updating."""
-    for kb in prange(blocks.shape[0]):
+    for kb in range(blocks.shape[0]):
         s = blocks[kb, 2]
         parts = 1 if blocks[kb, 3] != 0 else n_parts
         prepare_block(params, grads, parts, blocks[kb, 0], blocks[kb, 1], seg[s, 0], seg[s, 1],
@@ -299,23 +300,25 @@ def reduce_gradients(params, grads, blocks, seg, n_parts, hyper, step):
 
 @njit(**JIT)
 def step_scalars(kind, hyper, step, scalars):
-    """Per-step scalars (mu_t, mu_next, mu_prod) of Nadam; advances scalars[0] = prod mu_i.
-    Zeros for the other optimizers. Call once per update, before any block update."""
+    """Per-step scalars (mu_t, mu_next, mu_prod) of Nadam, mu_prod = scalars[0] * mu_t
+    the running product of momentum coefficients after this step (the caller stores it
+    in scalars[0] once every thread has read scalars). Zeros for the other optimizers."""
     if kind == ADAM and int(hyper[H0 + 3]) == V_NADAM:
         psi = hyper[H0 + 4]
         b1 = hyper[H0]
         mu_t = b1 * (1.0 - 0.5 * 0.96 ** (step * psi))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
-        scalars[0] *= mu_t
-        return mu_t, mu_next, scalars[0]
-    return 0.0, 0.0, 0.0
+        return mu_t, mu_next, scalars[0] * mu_t
+    return 0.0, 0.0, scalars[0]
 
 
-@njit(**JIT_PARALLEL)
-def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, b0, b1, seg, n_parts,
-                  mu_t, mu_next, mu_prod):
-    """Update the parameters of blocks b0..b1-1 (one op's arrays, or all of them)."""
-    for kb in prange(b0, b1):
+@njit(**JIT)
+def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts,
+                  mu_t, mu_next, mu_prod, team):
+    """Update the parameters of every block; each thread of the team takes its share
+    of the blocks."""
+    b0, b1 = share(blocks.shape[0], team)
+    for kb in range(b0, b1):
         start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
         parts = 1 if blocks[kb, 3] != 0 else n_parts
         update_block(kind, hyper, lr, step, params,
@@ -327,5 +330,6 @@ def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, b0, b1, s
 def optimizer_step(kind, hyper, lr, step, params, grads, state, scalars, blocks, seg, n_parts):
     """One update of every parameter (step is the 1-based update count of this optimizer)."""
     mu_t, mu_next, mu_prod = step_scalars(kind, hyper, step, scalars)
-    update_blocks(kind, hyper, lr, step, params, grads, state, blocks, 0, blocks.shape[0], seg,
-                  n_parts, mu_t, mu_next, mu_prod)
+    update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts, mu_t,
+                  mu_next, mu_prod, (0, 1, np.zeros(2, np.int64)))
+    scalars[0] = mu_prod
