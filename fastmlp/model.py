@@ -72,6 +72,7 @@ class Sequential:
         self.l1 = 0.0
         self.history = None
         self._workspaces = {}
+        self._switches = None   # the last fit's compile-time switches (Plan.switches)
 
     # ---------------------------------------------------------------- building
     def add(self, layer):
@@ -114,6 +115,7 @@ class Sequential:
             self.bn_run[offset + width: offset + 2 * width] = 1
         self.built = True
         self._workspaces = {}
+        self._switches = None
         return self
 
     def _view(self, entry, flat=None):
@@ -187,16 +189,19 @@ class Sequential:
     def _kernel(self, mode, w, X, y, T, batch_size, n_chunks, grads=None, outputs=None,
                 training=False):
         """run_batches in MODE_EVAL / MODE_GRAD over all rows of X (placeholders of the
-        training call's types elsewhere, so one compiled signature serves every mode)."""
+        training call's types elsewhere, and the last fit's switches, so one compiled
+        signature serves every mode)."""
         f64, dt = np.zeros(0), np.zeros((0, 0), self.dtype)
         n = X.shape[0]
         n_steps = -(-n // batch_size)
+        sw = self._switches or self.plan.switches()
         return run_team(
-            L.run_batches, n_chunks, mode, w.ops, self.plan.opf, X, y, T, np.arange(n), 0, n_steps, batch_size, 0,
-            self.step, self.seed, self.params, dt if grads is None else grads, dt, f64,
-            self.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb, w.loss_parts,
-            np.zeros((0, 4), np.int64), np.zeros((0, 3)), 0, f64, 0, f64, 1.0, f64, n_chunks,
-            f64, f64, f64, dt if outputs is None else outputs, training)
+            L.run_batches, n_chunks, mode, w.ops, self.plan.opf, X, y, T, np.arange(n), 0,
+            n_steps, batch_size, 0, self.step, self.seed, self.params,
+            dt if grads is None else grads, dt, f64, self.bn_run, w.bn_stats, w.bn_parts, w.ws,
+            w.gws, w.yb, w.Tb, w.loss_parts, np.zeros((0, 4), np.int64), np.zeros((0, 3)), 0,
+            f64, 0, f64, 1.0, f64 if sw.augmented else None, n_chunks, f64, f64, f64,
+            dt if outputs is None else outputs, training, *sw[1:])
 
     def _run_eval(self, X, y, T, batch_size, n_chunks, write_outputs, training=False):
         w = self._workspace("train-batch" if training else "eval", batch_size, n_chunks)

@@ -7,11 +7,13 @@ dense or batchnorm op in front of it. Workspace buffers are numbered here
 offsets for a given batch size.
 """
 from dataclasses import dataclass, field
+from typing import NamedTuple, Optional
 
 import numpy as np
 
 from .kernels import activations as act
 from .kernels import loop as L
+from .kernels import optim as _optim
 from .layers import (Activation, BatchNorm, Dense, Dropout, Layer, Residual, Sigmoid, Softmax,
                      activation_from_name)
 from .losses import get_loss
@@ -20,6 +22,17 @@ BLOCK = 16384  # optimizer work unit (elements); a block stays in L1/L2 while up
 DW_TILING = "auto"  # "auto" | "always" | "never": how dense ops compute dW (see ops_for_batch)
 COLUMN_SPLIT = "auto"  # "auto" | "always" | "never": tiled dense ops split forward/dX by columns
 K_SPLIT = "auto"  # "auto" | "never": tiled narrow dense ops split the forward by inputs
+
+
+class Switches(NamedTuple):
+    """Compile-time switches of run_batches (see kernels/loop.py): True, or None where
+    the feature is unused and its kernels need not be compiled. `augmented` says
+    whether `aug` is an array (augmentation) or None."""
+    augmented: bool = False
+    adaptive: Optional[bool] = None
+    extras: Optional[bool] = None
+    dropout: Optional[bool] = None
+    general_loss: Optional[bool] = None
 
 
 @dataclass
@@ -119,6 +132,19 @@ class Plan:
         rows = [(*self.penalties(e, l2, l1), weight_decay) if e.name == "W" else (0.0, 0.0, 0.0)
                 for e in self.entries]
         return np.array(rows, dtype=np.float64).reshape(-1, 3)
+
+    def switches(self, optimizer=None, seg=None, augmented=False):
+        """The Switches of a fit with `optimizer`, penalty table `seg` (from segments)
+        and augmentation or not; with no optimizer, those of evaluation only."""
+        on = lambda used: True if used else None  # noqa: E731
+        kinds = self.ops[:, L.F_KIND]
+        extras = False
+        if optimizer is not None:
+            extras = optimizer.hyper()[0] > 0.0 or (seg is not None and bool(np.any(seg[:, 1:])))
+        return Switches(augmented=bool(augmented),
+                        adaptive=on(optimizer is not None and optimizer.kind != _optim.SGD),
+                        extras=on(extras), dropout=on(np.any(kinds == L.OP_DROPOUT)),
+                        general_loss=on(self.ops[-1, L.F_ACT] != L.LOSS_SOFTMAX_CE))
 
     @staticmethod
     def penalties(entry, l2, l1):

@@ -64,7 +64,8 @@ class EpochRunner:
         self.step_metric = np.zeros(self.steps_per_epoch)
         self.metric = model.plan.loss.metric
         self.step_lr = np.zeros(self.steps_per_epoch)
-        self.aug = augment.hyper(X) if augment is not None else np.zeros(0)
+        self.aug = augment.hyper(X) if augment is not None else None
+        model._switches = self.switches = plan.switches(opt, self.seg, augment is not None)
         self._no_outputs = np.zeros((0, 0), model.dtype)
 
     def run_steps(self, order, first_step, k):
@@ -77,7 +78,7 @@ class EpochRunner:
             w.loss_parts, self.blocks, self.seg, m.optimizer.kind, self.opt_hyper,
             m.optimizer.schedule.kind, self.sched_hyper, m.lr_scale, self.aug, self.n_chunks,
             self.step_loss[s:], self.step_metric[s:], self.step_lr[s:], self._no_outputs,
-            True)[0]
+            True, *self.switches[1:])[0]
         m.step += ran
         m.opt_step += ran
         return ran

@@ -14,7 +14,7 @@ gradients grads[c]). The passes take `team` = (thread, n_threads, sync).
 import numpy as np
 from numba import njit
 
-from .._config import ENTRY, JIT
+from .._config import ENTRY, INLINED, JIT
 from .augment import augment_batch
 from .blas import gemm
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
@@ -117,10 +117,10 @@ def gather_rows(X, order, pos, n_rows, n_chunks, ws, base, team):
                 dst[j] = src[j]
 
 
-@njit(**JIT)
-def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step):
+@njit(**INLINED)
+def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step, dropout):
     """Forward of op k (dense, activation, dropout, residual sum, or the normalise pass
-    of bn) on rows r0:r1."""
+    of bn) on rows r0:r1. dropout: a compile-time switch (see run_batches)."""
     kind = ops[k, F_KIND]
     n_in, n_out, act = ops[k, F_NIN], ops[k, F_NOUT], ops[k, F_ACT]
     alpha = opf[k, G_ALPHA]
@@ -136,7 +136,7 @@ def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, ste
                      rows(ws, ops[k, F_AUX], n_out, r0, r1), A, act, alpha)
     elif kind == OP_ACT:
         act_forward(X, A, act, alpha)
-    elif kind == OP_DROPOUT:
+    elif kind == OP_DROPOUT and dropout is not None:
         if training:
             dropout_forward(X, A, rows(ws, ops[k, F_AUX], n_in, r0, r1), alpha, seed,
                             step * ops.shape[0] + k, r0)
@@ -150,7 +150,7 @@ def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, ste
                 A[i, j] = X[i, j] + S[i, j]
 
 
-@njit(**JIT)
+@njit(**INLINED)
 def bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks, training,
                    update_running, team):
     """Fill bn_stats (mean, inv_std) of bn op k: batch statistics when training, else
@@ -181,7 +181,7 @@ def bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks
 
 @njit(**JIT)
 def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, n_chunks,
-                 training, update_running, seed, step, team):
+                 training, update_running, seed, step, dropout, team):
     """Run every op but the loss head on the n_rows rows already in the input buffer.
     seed and step (the update count) select the dropout masks. gws (the gradient
     workspace) is scratch here: a K-split dense op keeps its partial sums there.
@@ -208,7 +208,8 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, 
                 dense_forward_kpart(ops, k, params, ws, gws, n_rows, n_chunks, c)
             else:
                 r0, r1 = chunk_rows(n_rows, n_chunks, c)
-                forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step)
+                forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step,
+                              dropout)
         if split == TILE_COLS or split == TILE_K:
             barrier(team)
         if split == TILE_K:
@@ -259,10 +260,13 @@ def dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1):
                          ops[k, F_ACT], opf[k, G_ALPHA])
 
 
-@njit(**JIT)
-def loss_chunk(code, margin, Z, y, T, dZ, n_rows, write_grad):
-    """The head's loss on one chunk: (loss sum, metric sum) (see kernels/losses.py)."""
+@njit(**INLINED)
+def loss_chunk(code, margin, Z, y, T, dZ, n_rows, write_grad, general_loss):
+    """The head's loss on one chunk: (loss sum, metric sum) (see kernels/losses.py).
+    general_loss None (a compile-time switch): the head is softmax cross-entropy."""
     inv_n = 1.0 / n_rows
+    if general_loss is None:
+        return softmax_xent(Z, y, dZ, inv_n, write_grad)
     if code == LOSS_MSE:
         return mse(Z, T, dZ, inv_n / Z.shape[1], write_grad)
     if code == LOSS_SIGMOID_BCE:
@@ -275,7 +279,8 @@ def loss_chunk(code, margin, Z, y, T, dZ, n_rows, write_grad):
 
 
 @njit(**JIT)
-def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad, team):
+def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad, general_loss,
+              team):
     """Loss of the head over n_rows rows; returns (loss sum, metric sum) to every thread:
     correct predictions for classification losses, squared error for MSE.
 
@@ -290,7 +295,7 @@ def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_gra
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
         loss, metric = loss_chunk(code, margin, rows(ws, base, width, r0, r1), yb[r0:r1],
                                   Tb[r0:r1, :kt], rows(gws, base, width, r0, r1), n_rows,
-                                  write_grad)
+                                  write_grad, general_loss)
         loss_parts[c, 0] = loss
         loss_parts[c, 1] = metric
     barrier(team)
@@ -302,8 +307,8 @@ def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_gra
     return total, metric
 
 
-@njit(**JIT)
-def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1):
+@njit(**INLINED)
+def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1, dropout):
     """Backward of op k on rows r0:r1; parameter gradients go to this chunk's grads_c."""
     kind = ops[k, F_KIND]
     n_in, n_out, act = ops[k, F_NIN], ops[k, F_NOUT], ops[k, F_ACT]
@@ -323,7 +328,7 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1):
     elif kind == OP_BN:
         bn_backward_sums(dA, A, rows(ws, ops[k, F_AUX], n_out, r0, r1), act, alpha,
                          grads_c[p0: p0 + n_out], grads_c[p1: p1 + n_out])
-    elif kind == OP_DROPOUT:
+    elif kind == OP_DROPOUT and dropout is not None:
         if ops[k, F_NEED_DX] != 0:
             dropout_backward(dA, rows(ws, ops[k, F_AUX], n_in, r0, r1),
                              rows(gws, ops[k, F_IN], n_in, r0, r1))
@@ -341,7 +346,7 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1):
                       gws[ops[k, F_IN] + r0 * n_in: ops[k, F_IN] + r1 * n_in])
 
 
-@njit(**JIT)
+@njit(**INLINED)
 def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks, team):
     """Second bn backward pass, after every chunk's dgamma/dbeta partials: their totals
     (thread 0), then dX per chunk."""
@@ -365,14 +370,14 @@ def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks
 
 
 @njit(**JIT)
-def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks, team):
+def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks, dropout, team):
     """Backpropagate from the head's gradient in gws. Parameter gradients: per-chunk
     partials in grads[c], except the W of tiled dense ops (complete in grads[0]).
     Barriers as in forward_pass: around the BN totals and the tiled dW (and dX)."""
     for k in range(ops.shape[0] - 2, -1, -1):
         for c in range(team[0], n_chunks, team[1]):
             r0, r1 = chunk_rows(n_rows, n_chunks, c)
-            backward_chunk(ops, opf, k, params, grads[c], ws, gws, n_rows, r0, r1)
+            backward_chunk(ops, opf, k, params, grads[c], ws, gws, n_rows, r0, r1, dropout)
         if ops[k, F_KIND] == OP_BN and ops[k, F_NEED_DX] != 0:
             barrier(team)
             bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks, team)
@@ -436,7 +441,8 @@ MODE_GRAD = 2    # one training-mode forward + backward over all rows, no update
 def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size, step0, rng_step0,
                 seed, params, grads, opt_state, opt_scalars, bn_run, bn_stats, bn_parts, ws, gws,
                 yb, Tb, loss_parts, blocks, seg, opt_kind, opt_hyper, sched_kind, sched_hyper,
-                lr_scale, aug, max_chunks, step_loss, step_metric, step_lr, outputs, training):
+                lr_scale, aug, max_chunks, step_loss, step_metric, step_lr, outputs, training,
+                adaptive, extras, dropout, general_loss):
     """The one compiled entry point (one compilation serves training, evaluation and
     gradient checks). Returns (steps completed, loss sum, metric sum, chunks used).
     Run by every thread of the team at once (fastmlp._threads.run_team), max_chunks
@@ -450,7 +456,7 @@ def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size
     before the first step (schedules and bias corrections use it), rng_step0 the
     model's (dropout masks and augmentation draw from (seed, rng_step0 + s)); the
     learning rate is lr_scale * schedule(step) (lr_scale: reduce-on-plateau's factor);
-    `aug` (kernels/augment.py; empty for none). Stops early when a loss is NaN or inf
+    `aug` (kernels/augment.py; None or empty for none). Stops early when a loss is NaN or inf
     (that step's update is not applied, so params keep their last finite values).
     MODE_EVAL: forward and loss over all rows in order, batches of batch_size;
     training selects batch statistics (BN) and the dropout masks of (seed,
@@ -458,6 +464,14 @@ def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size
     receives the model's outputs (probabilities for cross-entropy).
     MODE_GRAD: all rows as one training-mode batch, forward and backward with the
     masks of (seed, rng_step0), no update: per-chunk partial gradients in grads[c].
+
+    Compile-time switches: aug, adaptive (the optimizer is not SGD), extras (L1,
+    gradient noise or decoupled weight decay somewhere), dropout (the plan has a
+    dropout op) and general_loss (the head is not softmax cross-entropy) are None or
+    True. None prunes the branch that would use the feature before Numba types it
+    (Numba's dead-branch pruning of `arg is None`), so a model that does not use a
+    feature never compiles its kernels: the first fit compiles about half the code.
+    Each combination is one more compiled (and cached) signature.
     """
     n = order.shape[0]
     in_base = ops[0, F_IN]
@@ -482,13 +496,14 @@ def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size
         for c in range(team[0], nc, team[1]):
             r0, r1 = chunk_rows(B, nc, c)
             gather_labels(y, T, order, pos, r0, r1, yb, Tb)
-        if is_train and aug.shape[0] > 0:
+        if aug is not None and is_train and aug.shape[0] > 0:
             # the input's gradient slot is never written (nothing backpropagates into X)
             augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed,
                           r, team)
         forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, B, nc, bn_training,
-                     is_train, seed, r, team)
-        loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, needs_grad, team)
+                     is_train, seed, r, dropout, team)
+        loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, needs_grad,
+                                 general_loss, team)
         total += loss
         metric_total += metric
         if mode == MODE_EVAL:
@@ -502,7 +517,7 @@ def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size
             continue
         if not np.isfinite(loss) and is_train:
             return s, total, metric_total, nc
-        backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc, team)
+        backward_pass(ops, opf, params, grads, bn_stats, ws, gws, B, nc, dropout, team)
         if not is_train:
             continue
         if team[0] == 0:
@@ -510,12 +525,12 @@ def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size
             step_loss[s] = loss / n_terms
             step_metric[s] = metric / n_terms
         lr = lr_scale * schedule_lr(sched_kind, sched_hyper, np.float64(step0 + s))
-        mu_t, mu_next, mu_prod = step_scalars(opt_kind, opt_hyper, t, opt_scalars)
+        mu_t, mu_next, mu_prod = step_scalars(opt_kind, opt_hyper, t, opt_scalars, adaptive)
         barrier(team)  # every chunk's partial gradients are written
         # one streaming update pass: measured faster than updating each op (or each dW
         # tile) between the GEMMs, which evicts the GEMMs' working set
         update_blocks(opt_kind, opt_hyper, lr, t, params, grads, opt_state, blocks, seg, nc,
-                      mu_t, mu_next, mu_prod, team)
+                      mu_t, mu_next, mu_prod, adaptive, extras, team)
         barrier(team)  # every parameter is updated before the next forward reads it
         if team[0] == 0:
             step_lr[s] = lr

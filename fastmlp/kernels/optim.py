@@ -16,7 +16,7 @@ per-optimizer scalar state (Nadam's running product of momentum coefficients).
 import numpy as np
 from numba import njit
 
-from .._config import ENTRY, JIT
+from .._config import ENTRY, INLINED, JIT
 from .rng import add_normal_noise, stream_key
 from .sync import share
 
@@ -246,12 +246,14 @@ def adam_block(params, gsrc, state, start, stop, lr, b1, b2, eps, variant, step,
             p[i] -= step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps_)
 
 
-@njit(**JIT)
-def update_block(kind, hyper, lr, step, params, g, state, start, stop, mu_t, mu_next, mu_prod):
+@njit(**INLINED)
+def update_block(kind, hyper, lr, step, params, g, state, start, stop, mu_t, mu_next, mu_prod,
+                 adaptive):
     """Apply the family `kind` to params[start:stop] with the gradient source g
-    (see grad_at)."""
+    (see grad_at). adaptive None (a compile-time switch, see loop.run_batches): the
+    family is SGD, and the adaptive families' kernels are not compiled."""
     h = H0
-    if kind == SGD:
+    if adaptive is None or kind == SGD:
         sgd_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1] != 0.0)
     elif kind == ADAM:
         adam_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1], hyper[h + 2],
@@ -265,27 +267,28 @@ def update_block(kind, hyper, lr, step, params, g, state, start, stop, mu_t, mu_
                       hyper[h + 3] != 0.0)
 
 
-@njit(**JIT)
-def gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, step):
+@njit(**INLINED)
+def gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, step, extras):
     """The gradient source (see grad_at) of params[start:stop] before its update.
 
     Common case (no L1, no noise, no decoupled decay): partials beyond the second
     are folded into grads[0], and the update loop adds g0 + g1 + 2 l2 p itself
     (one pass over the block instead of three). Otherwise prepare_block builds the
     whole gradient in grads[0] (penalties taken at the weights before decay), then
-    the decay is applied.
+    the decay is applied. extras None (a compile-time switch, see loop.run_batches):
+    no L1, noise or decay anywhere, and that path is not compiled.
     """
     l2, l1, wd = penalties[0], penalties[1], penalties[2]
     g0 = grads[0]
     t = params.dtype.type
-    if l1 == 0.0 and wd == 0.0 and not hyper[0] > 0.0:
-        fold_partials(grads, 2, n_parts, start, stop)
-        if n_parts > 1:
-            return g0, grads[1], t(1.0), t(2.0 * l2)
-        return g0, g0, t(0.0), t(2.0 * l2)
-    prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step)
-    decay_block(params, start, stop, lr, wd)
-    return g0, g0, t(0.0), t(0.0)
+    if extras is not None and (l1 != 0.0 or wd != 0.0 or hyper[0] > 0.0):
+        prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step)
+        decay_block(params, start, stop, lr, wd)
+        return g0, g0, t(0.0), t(0.0)
+    fold_partials(grads, 2, n_parts, start, stop)
+    if n_parts > 1:
+        return g0, grads[1], t(1.0), t(2.0 * l2)
+    return g0, g0, t(0.0), t(2.0 * l2)
 
 
 @njit(**ENTRY)
@@ -299,11 +302,11 @@ def reduce_gradients(params, grads, blocks, seg, n_parts, hyper, step):
 
 
 @njit(**JIT)
-def step_scalars(kind, hyper, step, scalars):
+def step_scalars(kind, hyper, step, scalars, adaptive):
     """Per-step scalars (mu_t, mu_next, mu_prod) of Nadam, mu_prod = scalars[0] * mu_t
     the running product of momentum coefficients after this step (the caller stores it
     in scalars[0] once every thread has read scalars). Zeros for the other optimizers."""
-    if kind == ADAM and int(hyper[H0 + 3]) == V_NADAM:
+    if adaptive is not None and kind == ADAM and int(hyper[H0 + 3]) == V_NADAM:
         psi = hyper[H0 + 4]
         b1 = hyper[H0]
         mu_t = b1 * (1.0 - 0.5 * 0.96 ** (step * psi))
@@ -314,22 +317,23 @@ def step_scalars(kind, hyper, step, scalars):
 
 @njit(**JIT)
 def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts,
-                  mu_t, mu_next, mu_prod, team):
+                  mu_t, mu_next, mu_prod, adaptive, extras, team):
     """Update the parameters of every block; each thread of the team takes its share
-    of the blocks."""
+    of the blocks. adaptive, extras: compile-time switches (see loop.run_batches)."""
     b0, b1 = share(blocks.shape[0], team)
     for kb in range(b0, b1):
         start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
         parts = 1 if blocks[kb, 3] != 0 else n_parts
         update_block(kind, hyper, lr, step, params,
-                     gradient_source(params, grads, parts, start, stop, seg[s], lr, hyper, step),
-                     state, start, stop, mu_t, mu_next, mu_prod)
+                     gradient_source(params, grads, parts, start, stop, seg[s], lr, hyper, step,
+                                     extras),
+                     state, start, stop, mu_t, mu_next, mu_prod, adaptive)
 
 
 @njit(**ENTRY)
 def optimizer_step(kind, hyper, lr, step, params, grads, state, scalars, blocks, seg, n_parts):
     """One update of every parameter (step is the 1-based update count of this optimizer)."""
-    mu_t, mu_next, mu_prod = step_scalars(kind, hyper, step, scalars)
+    mu_t, mu_next, mu_prod = step_scalars(kind, hyper, step, scalars, True)
     update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts, mu_t,
-                  mu_next, mu_prod, (0, 1, np.zeros(2, np.int64)))
+                  mu_next, mu_prod, True, True, (0, 1, np.zeros(2, np.int64)))
     scalars[0] = mu_prod
