@@ -62,6 +62,13 @@ MEMORY_WORKLOAD = "W1"
 # targets of the speed issue
 R2_TARGET = 0.98
 SPEEDUP_TARGET = 1.6
+# fastmlp's speedup targets per workload: {workload: {"numpy"/"torch": x faster}}, and
+# W3-b256's effective GFLOP/s as a fraction of numpy's sgemm in the same run
+RATIO_TARGETS = {"W1": {"torch": 3.0, "numpy": 4.0}, "W2": {"torch": 2.5},
+                 "W3-b256": {"torch": 1.3}, "W3-b32": {"torch": 2.0}}
+SGEMM_FRACTION_TARGET = {"W3-b256": 0.60}
+COLD_FIT_TARGET_S = 15.0
+WARM_START_TARGET_S = 1.0
 OVERHEAD_TARGET_MB = 300
 MB = 1e6
 
@@ -626,9 +633,32 @@ def run_scaling(args, sz, threads, epochs):
     return scaling
 
 
-def print_verdicts(tc, mem, scaling, quick):
-    """One line per target measured in this run."""
+def target_lines(results, sgemm, compile_info):
+    """Verdict lines of the speed targets: ratios, fraction of sgemm, compile times."""
     lines = []
+    for r in results:
+        for label, target in RATIO_TARGETS.get(r["workload"], {}).items():
+            key = f"speedup_vs_{label}"
+            if key in r:
+                lines.append(f"  {r['workload']} vs {label} {r[key]:.2f}x >= {target}x: "
+                             f"{verdict(r[key] >= target)}")
+        frac = SGEMM_FRACTION_TARGET.get(r["workload"])
+        if frac is not None:
+            got = r["fastmlp"]["gflops"] / sgemm
+            lines.append(f"  {r['workload']} at {100 * got:.0f}% of sgemm >= {100 * frac:.0f}%: "
+                         f"{verdict(got >= frac)}")
+    if compile_info:
+        cold, warm = compile_info["cold_first_fit_s"], compile_info["warm_import_plus_first_fit_s"]
+        lines.append(f"  cold first fit {cold:.1f} s <= {COLD_FIT_TARGET_S:.0f} s: "
+                     f"{verdict(cold <= COLD_FIT_TARGET_S)}")
+        lines.append(f"  warm import + first fit {warm:.2f} s <= {WARM_START_TARGET_S:.0f} s: "
+                     f"{verdict(warm <= WARM_START_TARGET_S)}")
+    return lines
+
+
+def print_verdicts(tc, mem, scaling, quick, speed_lines=()):
+    """One line per target measured in this run."""
+    lines = list(speed_lines)
     if tc:
         lines.append(f"  threads speedup {tc['speedup']:.2f}x >= {SPEEDUP_TARGET}x: "
                      f"{verdict(tc['met'])}")
@@ -673,7 +703,7 @@ def main(argv=None):
     print()
     tc = run_threads_compare(args, sz, epochs)
     scaling = run_scaling(args, sz, threads, epochs)
-    print_verdicts(tc, mem, scaling, args.quick)
+    print_verdicts(tc, mem, scaling, args.quick, target_lines(results, sgemm, compile_info))
     if args.json:
         # "threads" stays the thread count of the run (as in earlier result files)
         doc = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
