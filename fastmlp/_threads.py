@@ -76,13 +76,18 @@ def run_team(kernel, n_threads, *args):
     """kernel(team, *args) on n_threads threads at once, team = (thread index, n_threads,
     sync); returns thread 0's result. Thread 0 is the caller's; the kernel must release
     the GIL (nogil) and every thread must reach the same barriers."""
-    sync = np.zeros(2, np.int64)
+    sync = np.zeros(3, np.int64)   # barrier count, generation, abort (kernels/sync.py)
     if n_threads == 1:
         return kernel((0, 1, sync), *args)
     pool = _helper_pool()
     members = [pool.submit(kernel, (t, n_threads, sync), *args) for t in range(1, n_threads)]
     try:
         return kernel((0, n_threads, sync), *args)
+    except BaseException:
+        # e.g. Ctrl-C between submitting the others and entering the kernel: release
+        # their barriers so that they finish instead of waiting for thread 0 forever
+        sync[2] = 1
+        raise
     finally:
         for m in members:
             m.result()

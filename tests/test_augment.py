@@ -82,7 +82,7 @@ def test_draws_depend_on_seed_and_step_not_on_chunking():
     results = []
     for n_chunks in (1, 2, 3):
         ws = X.ravel().copy()
-        solo = (0, 1, np.zeros(2, np.int64))  # one thread takes every chunk
+        solo = (0, 1, np.zeros(3, np.int64))  # one thread takes every chunk
         augment_batch(ws, 0, 12, 64, np.zeros(12 * 64, np.float32), n_chunks, h, 7, 4, solo)
         results.append(ws)
     assert all(np.array_equal(results[0], r) for r in results[1:])

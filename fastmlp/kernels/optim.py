@@ -335,5 +335,5 @@ def optimizer_step(kind, hyper, lr, step, params, grads, state, scalars, blocks,
     """One update of every parameter (step is the 1-based update count of this optimizer)."""
     mu_t, mu_next, mu_prod = step_scalars(kind, hyper, step, scalars, True)
     update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts, mu_t,
-                  mu_next, mu_prod, True, True, (0, 1, np.zeros(2, np.int64)))
+                  mu_next, mu_prod, True, True, (0, 1, np.zeros(3, np.int64)))
     scalars[0] = mu_prod

@@ -127,10 +127,12 @@ def yield_thread(typingctx):
 def barrier(team):
     """Return once every thread of team = (thread, n_threads, sync) has called it.
 
-    sync (int64, >= 2): sync[0] counts arrivals, sync[1] is the generation. The
+    sync (int64, >= 3): sync[0] counts arrivals, sync[1] is the generation. The
     last thread to arrive resets the count and advances the generation; the others
     wait for the generation to change (a sense-reversing central barrier). Writes
     made before the barrier by any thread are visible after it to all of them.
+    sync[2] != 0 (set when a thread of the team failed before reaching the kernel)
+    releases every wait, so the others finish instead of waiting forever.
     """
     n_threads, sync = team[1], team[2]
     if n_threads == 1:
@@ -141,7 +143,7 @@ def barrier(team):
         atomic_add(sync, 1, 1)
         return
     spins = 0
-    while atomic_load(sync, 1) == generation:
+    while atomic_load(sync, 1) == generation and atomic_load(sync, 2) == 0:
         if spins < SPINS_BEFORE_YIELD:
             spins += 1
             spin_hint()
