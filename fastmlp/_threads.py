@@ -9,6 +9,7 @@ and every chunk calls BLAS (SciPy's OpenBLAS) on its own rows. BLAS is limited t
 thread pool is never started.
 """
 import contextlib
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
@@ -58,6 +59,16 @@ def compute_threads(n_threads=None):
 
 _helpers = None
 _helpers_lock = threading.Lock()
+
+
+def _forget_pool_in_child():
+    """After fork, the parent's pool threads do not exist in the child: start afresh."""
+    global _helpers, _helpers_lock
+    _helpers, _helpers_lock = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool_in_child)
 
 
 def _helper_pool():

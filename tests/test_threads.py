@@ -94,3 +94,28 @@ def test_two_threads_train_the_same_weights_every_time():
         again = train()
         assert all(np.array_equal(a, b) for a, b in zip(first[0], again[0]))
         assert np.array_equal(first[1], again[1])
+
+
+def _fit_two_threads(queue):
+    X = np.random.default_rng(0).standard_normal((64, 12)).astype(np.float32)
+    m = fm.Sequential([fm.Dense(8), fm.ReLU(), fm.Dense(2), fm.Softmax()], seed=0)
+    m.fit(X, (X[:, 0] > 0).astype(int), epochs=2, batch_size=16, verbose=0, n_threads=2)
+    queue.put(float(np.abs(m.get_weights()[0]).sum()))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
+def test_a_forked_child_can_train_on_two_threads():
+    """The child of a fork has none of the parent's pool threads; a pool that still
+    counted them would queue the child's team members forever."""
+    import multiprocessing as mp
+    queue = mp.Queue()
+    _fit_two_threads(queue)            # the parent's pool now has threads
+    expected = queue.get(timeout=10)
+    child = mp.get_context("fork").Process(target=_fit_two_threads, args=(queue,))
+    child.start()
+    child.join(120)
+    alive = child.is_alive()
+    if alive:
+        child.kill()
+    assert not alive, "the forked child hung in its two-thread fit"
+    assert queue.get(timeout=10) == expected
