@@ -21,7 +21,8 @@ _controller = None
 
 
 def _checked(n):
-    """n as int; ValueError unless 1 <= n <= the threads Numba started with."""
+    """n as int; ValueError unless 1 <= n <= NUMBA_NUM_THREADS (the cores, unless that
+    environment variable says otherwise: the ceiling users already know from Numba)."""
     n = int(n)
     if not 1 <= n <= numba.config.NUMBA_NUM_THREADS:
         raise ValueError(f"n_threads must be in [1, {numba.config.NUMBA_NUM_THREADS}], got {n}")
@@ -29,7 +30,8 @@ def _checked(n):
 
 
 def set_num_threads(n):
-    """Use n threads (Numba and, through the row chunks, BLAS) in fastmlp computations."""
+    """Use a team of n threads (each running BLAS single-threaded on its own rows) in
+    fastmlp computations."""
     global _default_threads
     _default_threads = _checked(n)
 
