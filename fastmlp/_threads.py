@@ -92,15 +92,20 @@ def run_team(kernel, n_threads, *args):
     sync = np.zeros(3, np.int64)   # barrier count, generation, abort (kernels/sync.py)
     if n_threads == 1:
         return kernel((0, 1, sync), *args)
+
+    def member(t):
+        try:
+            return kernel((t, n_threads, sync), *args)
+        except BaseException:
+            # e.g. Ctrl-C before this thread entered the kernel: release the others'
+            # barriers so that they finish instead of waiting for it forever
+            sync[2] = 1
+            raise
+
     pool = _helper_pool()
-    members = [pool.submit(kernel, (t, n_threads, sync), *args) for t in range(1, n_threads)]
+    members = [pool.submit(member, t) for t in range(1, n_threads)]
     try:
-        return kernel((0, n_threads, sync), *args)
-    except BaseException:
-        # e.g. Ctrl-C between submitting the others and entering the kernel: release
-        # their barriers so that they finish instead of waiting for thread 0 forever
-        sync[2] = 1
-        raise
+        return member(0)
     finally:
         for m in members:
             m.result()

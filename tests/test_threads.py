@@ -53,10 +53,11 @@ def _wait(team):
     return 1
 
 
-def test_a_thread_failing_before_the_kernel_does_not_hang_the_others():
+@pytest.mark.parametrize("failing", [0, 1])
+def test_a_thread_failing_before_the_kernel_does_not_hang_the_others(failing):
     def kernel(team):
-        if team[0] == 0:
-            raise RuntimeError("thread 0 failed")
+        if team[0] == failing:
+            raise RuntimeError(f"thread {failing} failed")
         return _wait(team)
 
     outcome = []
@@ -70,8 +71,8 @@ def test_a_thread_failing_before_the_kernel_does_not_hang_the_others():
     caller = threading.Thread(target=call, daemon=True)
     caller.start()
     caller.join(20)
-    assert not caller.is_alive(), "run_team hung waiting for a member stuck at a barrier"
-    assert outcome == ["thread 0 failed"]
+    assert not caller.is_alive(), "run_team hung: a thread is stuck at a barrier"
+    assert outcome == [f"thread {failing} failed"]
 
 
 def test_two_threads_train_the_same_weights_every_time():
