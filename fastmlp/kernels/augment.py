@@ -10,6 +10,7 @@ from numba import njit
 
 from .._config import JIT
 from .rng import normal_at, stream_key, uniform, uniform_at
+from .sync import chunk_rows
 
 N_AUG = 10
 
@@ -73,6 +74,6 @@ def augment_batch(ws, base, n_rows, d, scratch, n_chunks, aug, seed, step, team)
     """Augment the (n_rows, d) batch at ws[base:], each thread of the team its own chunks'
     rows; scratch (>= n_chunks * d)."""
     for c in range(team[0], n_chunks, team[1]):
-        r0, r1 = c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks
+        r0, r1 = chunk_rows(n_rows, n_chunks, c)
         Xb = ws[base + r0 * d: base + r1 * d].reshape((r1 - r0, d))
         augment_rows(Xb, scratch[c * d: (c + 1) * d], aug, seed, step, r0)

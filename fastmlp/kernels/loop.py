@@ -25,7 +25,7 @@ from .dropout import dropout_backward, dropout_forward
 from .losses import margin_loss, mse, multiclass_hinge, sigmoid_bce, softmax_xent
 from .optim import step_scalars, update_blocks
 from .schedule import schedule_lr
-from .sync import barrier
+from .sync import barrier, chunk_rows
 
 # op kinds
 OP_DENSE = 1
@@ -86,12 +86,6 @@ def add_into(src, dst):
 
 
 @njit(**JIT)
-def chunk_rows(n_rows, n_chunks, c):
-    """Bounds [r0, r1) of chunk c when n_rows are split into n_chunks near-equal parts."""
-    return c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks
-
-
-@njit(**JIT)
 def rows(buf, base, width, r0, r1):
     """Rows r0:r1 of the (B, width) matrix stored at buf[base:], as a C-contiguous view."""
     return buf[base + r0 * width: base + r1 * width].reshape((r1 - r0, width))
@@ -104,9 +98,10 @@ def mat(flat, offset, n_rows, n_cols):
 
 
 @njit(**JIT)
-def gather_rows(X, order, pos, n_rows, n_chunks, ws, base, team):
-    """Copy X[order[pos + i]] for i < n_rows into the (n_rows, n_features) buffer at
-    ws[base:]; each thread copies its own chunks' rows."""
+def gather_batch(X, y, T, order, pos, n_rows, n_chunks, ws, base, yb, Tb, team):
+    """Copy the batch's rows X[order[pos + i]] (i < n_rows) into the (n_rows, n_features)
+    buffer at ws[base:], and their targets into yb / Tb (gather_labels); each thread
+    copies its own chunks' rows."""
     d = X.shape[1]
     for c in range(team[0], n_chunks, team[1]):
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
@@ -115,6 +110,7 @@ def gather_rows(X, order, pos, n_rows, n_chunks, ws, base, team):
             dst = ws[base + i * d: base + (i + 1) * d]
             for j in range(d):
                 dst[j] = src[j]
+        gather_labels(y, T, order, pos, r0, r1, yb, Tb)
 
 
 @njit(**INLINED)
@@ -492,10 +488,7 @@ def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size
         nc = min(max_chunks, B)
         t = step0 + s + 1
         r = rng_step0 + s  # the model's update count: compute_loss at model.step draws the same
-        gather_rows(X, order, pos, B, nc, ws, in_base, team)
-        for c in range(team[0], nc, team[1]):
-            r0, r1 = chunk_rows(B, nc, c)
-            gather_labels(y, T, order, pos, r0, r1, yb, Tb)
+        gather_batch(X, y, T, order, pos, B, nc, ws, in_base, yb, Tb, team)
         if aug is not None and is_train and aug.shape[0] > 0:
             # the input's gradient slot is never written (nothing backpropagates into X)
             augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed,

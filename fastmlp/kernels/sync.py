@@ -152,7 +152,12 @@ def barrier(team):
 
 
 @njit(**JIT)
+def chunk_rows(n_rows, n_chunks, c):
+    """Bounds [r0, r1) of chunk c when n_rows are split into n_chunks near-equal parts."""
+    return c * n_rows // n_chunks, (c + 1) * n_rows // n_chunks
+
+
+@njit(**JIT)
 def share(n, team):
     """This thread's contiguous part [lo, hi) of n items split evenly across the team."""
-    t, n_threads = team[0], team[1]
-    return t * n // n_threads, (t + 1) * n // n_threads
+    return chunk_rows(n, team[1], team[0])
