@@ -92,7 +92,8 @@ class Plan:
         6.38 and W2 3.58 -> 3.16 us/sample (the first layers' GEMMs get the whole
         batch as M instead of half of it); W3 unchanged.
         """
-        bases = np.concatenate([[0], np.cumsum(self.widths)[:-1]]) * batch_size
+        widths = self._padded_widths()
+        bases = np.concatenate([[0], np.cumsum(widths)[:-1]]) * batch_size
         ops = self.ops.copy()
         for f in (L.F_IN, L.F_OUT, L.F_AUX):
             ops[:, f] = np.where(self.ops[:, f] >= 0, bases[np.maximum(self.ops[:, f], 0)], -1)
@@ -109,10 +110,17 @@ class Plan:
             ksplit[:] = False
         ops[:, L.F_TILED] = np.select([cols, ksplit, tiled], [L.TILE_COLS, L.TILE_K, L.TILE_DW],
                                       L.TILE_NONE)
+        if ops[0, L.F_KIND] == L.OP_DENSE and ops[0, L.F_TILED] in (L.TILE_K, L.TILE_COLS):
+            # the first op reads the batch only through GEMMs with a leading dimension:
+            # give the batch buffer padded rows (see input_stride)
+            ops[0, L.F_LD] = widths[0]
         return ops
 
+    def _padded_widths(self):
+        return [input_stride(self.widths[0])] + list(self.widths[1:])
+
     def workspace_size(self, batch_size):
-        return int(sum(self.widths)) * batch_size
+        return int(sum(self._padded_widths())) * batch_size
 
     def blocks(self, ops=None):
         """(n_blocks, 4) int64 rows (start, stop, entry index, folded) covering the params
@@ -168,6 +176,17 @@ def _fused_activation(layers, i):
     return None
 
 
+def input_stride(n_features):
+    """Row stride (elements) of the batch buffer: n_features rounded up to 16 mod 32.
+
+    Rows a multiple of 4 KiB apart (3072 float32 features: 12 KiB) fall in the same
+    L1 set, so a GEMM walking down a column of the batch (dW = X^T dZ) evicts its own
+    lines. An odd multiple of 64 bytes (16 float32) spreads the rows over the sets.
+    Measured on W1's first layer, 1 thread: the register-tiled dW 65 -> 92 GFLOP/s
+    (rows 12 KiB apart vs 3088 floats)."""
+    return n_features + (16 - n_features % 32) % 32
+
+
 class _Compiler:
     """Walks the layer list once, emitting op rows, buffers and parameter entries."""
 
@@ -184,6 +203,7 @@ class _Compiler:
         row = np.full(L.N_FIELDS, -1, dtype=np.int64)
         row[L.F_KIND], row[L.F_NIN], row[L.F_NOUT], row[L.F_IN], row[L.F_OUT] = kind, d_in, d_out, cur, out
         row[L.F_ACT], row[L.F_NEED_DX], row[L.F_TILED] = act_code, int(cur != 0), 0
+        row[L.F_LD] = d_in
         self.ops.append(row)
         self.opf.append(np.array([alpha, 0.0, 0.0]))
         self.op_layers.append(top)

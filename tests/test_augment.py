@@ -80,11 +80,15 @@ def test_draws_depend_on_seed_and_step_not_on_chunking():
     aug = fm.Augment(noise_std=0.1, salt_pepper=0.05, shift=1, rotate=10, flip=True, image_shape=(8, 8))
     h = aug.hyper(X)
     results = []
-    for n_chunks in (1, 2, 3):
-        ws = X.ravel().copy()
+    for n_chunks, ld in ((1, 64), (2, 64), (3, 64), (2, 80)):
+        # ld = 80: the batch buffer's rows padded (plan.input_stride); the pad is untouched
+        ws = np.full((12, ld), -3.0, np.float32)
+        ws[:, :64] = X
         solo = (0, 1, np.zeros(3, np.int64))  # one thread takes every chunk
-        augment_batch(ws, 0, 12, 64, np.zeros(12 * 64, np.float32), n_chunks, h, 7, 4, solo)
-        results.append(ws)
+        augment_batch(ws.ravel(), 0, 12, 64, ld, np.zeros(12 * ld, np.float32), n_chunks, h, 7, 4,
+                      solo)
+        assert (ws[:, 64:] == -3.0).all()
+        results.append(ws[:, :64])
     assert all(np.array_equal(results[0], r) for r in results[1:])
     assert np.array_equal(_run(X, aug, 7, 4), _run(X, aug, 7, 4))
     assert not np.array_equal(_run(X, aug, 7, 4), _run(X, aug, 7, 5))

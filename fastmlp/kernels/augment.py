@@ -70,10 +70,10 @@ def augment_rows(Xb, scratch, aug, seed, step, r0):
 
 
 @njit(**JIT)
-def augment_batch(ws, base, n_rows, d, scratch, n_chunks, aug, seed, step, team):
-    """Augment the (n_rows, d) batch at ws[base:], each thread of the team its own chunks'
-    rows; scratch (>= n_chunks * d)."""
+def augment_batch(ws, base, n_rows, d, ld, scratch, n_chunks, aug, seed, step, team):
+    """Augment the (n_rows, d) batch at ws[base:] (row stride ld >= d), each thread of the
+    team its own chunks' rows; scratch (>= n_chunks * d)."""
     for c in range(team[0], n_chunks, team[1]):
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
-        Xb = ws[base + r0 * d: base + r1 * d].reshape((r1 - r0, d))
+        Xb = ws[base + r0 * ld: base + r1 * ld].reshape((r1 - r0, ld))[:, :d]
         augment_rows(Xb, scratch[c * d: (c + 1) * d], aug, seed, step, r0)

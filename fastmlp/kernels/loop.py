@@ -17,6 +17,7 @@ from numba import njit
 from .._config import ENTRY, INLINED, JIT
 from .augment import augment_batch
 from .blas import gemm
+from .tile_gemm import gemm as skinny_gemm
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
                         bn_normalize, bn_partial_stats, bn_running_stats)
 from .dense import dense_backward, dense_backward_rows, dense_forward
@@ -57,7 +58,8 @@ F_STAT = 10    # bn: offset of batch mean in bn_stats (inv_std follows); of sums
 F_NEED_DX = 11 # 1 if the gradient wrt the input is needed
 F_SEG = 12     # dense: segment index of W (its row in the penalty table)
 F_TILED = 13   # dense: how the work splits across threads (TILE_* below)
-N_FIELDS = 14
+F_LD = 14      # row stride of the input buffer (n_in, or more for a padded batch buffer)
+N_FIELDS = 15
 # F_TILED values: dW as per-chunk partials / by row tiles of W (dense_weight_tiles) /
 # row tiles, and the forward and dX by column blocks too (every thread reads only its
 # part of W: for small batches W is most of the traffic)
@@ -98,16 +100,16 @@ def mat(flat, offset, n_rows, n_cols):
 
 
 @njit(**JIT)
-def gather_batch(X, y, T, order, pos, n_rows, n_chunks, ws, base, yb, Tb, team):
+def gather_batch(X, y, T, order, pos, n_rows, n_chunks, ws, base, ld, yb, Tb, team):
     """Copy the batch's rows X[order[pos + i]] (i < n_rows) into the (n_rows, n_features)
-    buffer at ws[base:], and their targets into yb / Tb (gather_labels); each thread
-    copies its own chunks' rows."""
+    buffer at ws[base:] with row stride ld, and their targets into yb / Tb
+    (gather_labels); each thread copies its own chunks' rows."""
     d = X.shape[1]
     for c in range(team[0], n_chunks, team[1]):
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
         for i in range(r0, r1):
             src = X[order[pos + i]]
-            dst = ws[base + i * d: base + (i + 1) * d]
+            dst = ws[base + i * ld: base + i * ld + d]
             for j in range(d):
                 dst[j] = src[j]
         gather_labels(y, T, order, pos, r0, r1, yb, Tb)
@@ -224,8 +226,8 @@ def dense_forward_kpart(ops, k, params, ws, gws, n_rows, n_chunks, c):
     dst = ws if c == 0 else gws
     off = ops[k, F_OUT] if c == 0 else ops[k, F_IN] + (c - 1) * n_rows * n_out
     t = params.dtype.type
-    gemm(0, 0, n_rows, n_out, k1 - k0, t(1.0), ws, ops[k, F_IN] + k0, n_in, params,
-         ops[k, F_P0] + k0 * n_out, n_out, t(0.0), dst, off, n_out)
+    skinny_gemm(0, 0, n_rows, n_out, k1 - k0, t(1.0), ws, ops[k, F_IN] + k0, ops[k, F_LD],
+                params, ops[k, F_P0] + k0 * n_out, n_out, t(0.0), dst, off, n_out)
 
 
 @njit(**JIT)
@@ -248,7 +250,8 @@ def dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1):
     n_in, n_out = ops[k, F_NIN], ops[k, F_NOUT]
     p0, p1, out = ops[k, F_P0], ops[k, F_P1], ops[k, F_OUT]
     t = params.dtype.type
-    gemm(0, 0, n_rows, c1 - c0, n_in, t(1.0), ws, ops[k, F_IN], n_in, params, p0 + c0, n_out,
+    gemm(0, 0, n_rows, c1 - c0, n_in, t(1.0), ws, ops[k, F_IN], ops[k, F_LD], params, p0 + c0,
+         n_out,
          t(0.0), ws, out + c0, n_out)
     for i in range(n_rows):
         o = out + i * n_out
@@ -406,8 +409,8 @@ def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, n_chunks, team):
     for t in range(team[0], n_tiles, team[1]):
         i0 = t * per
         i1 = min(i0 + per, n_in)
-        gemm(1, 0, i1 - i0, n_out, n_rows, one, ws, ops[k, F_IN] + i0, n_in,
-             gws, ops[k, F_OUT], n_out, zero, g, pw + i0 * n_out, n_out)
+        skinny_gemm(1, 0, i1 - i0, n_out, n_rows, one, ws, ops[k, F_IN] + i0, ops[k, F_LD],
+                    gws, ops[k, F_OUT], n_out, zero, g, pw + i0 * n_out, n_out)
         if ops[k, F_TILED] == TILE_COLS and ops[k, F_NEED_DX] != 0:
             gemm(0, 1, n_rows, i1 - i0, n_out, one, gws, ops[k, F_OUT], n_out,
                  params, pw + i0 * n_out, n_out, zero, gws, ops[k, F_IN] + i0, n_in)
@@ -470,7 +473,7 @@ def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size
     Each combination is one more compiled (and cached) signature.
     """
     n = order.shape[0]
-    in_base = ops[0, F_IN]
+    in_base, in_ld = ops[0, F_IN], ops[0, F_LD]
     d_in = X.shape[1]
     k_head = ops.shape[0] - 1
     per_output = ops[k_head, F_ACT] in (LOSS_MSE, LOSS_SIGMOID_BCE)
@@ -488,11 +491,11 @@ def run_batches(team, mode, ops, opf, X, y, T, order, first, n_steps, batch_size
         nc = min(max_chunks, B)
         t = step0 + s + 1
         r = rng_step0 + s  # the model's update count: compute_loss at model.step draws the same
-        gather_batch(X, y, T, order, pos, B, nc, ws, in_base, yb, Tb, team)
+        gather_batch(X, y, T, order, pos, B, nc, ws, in_base, in_ld, yb, Tb, team)
         if aug is not None and is_train and aug.shape[0] > 0:
             # the input's gradient slot is never written (nothing backpropagates into X)
-            augment_batch(ws, in_base, B, d_in, gws[in_base: in_base + B * d_in], nc, aug, seed,
-                          r, team)
+            augment_batch(ws, in_base, B, d_in, in_ld, gws[in_base: in_base + B * in_ld], nc, aug,
+                          seed, r, team)
         forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, B, nc, bn_training,
                      is_train, seed, r, dropout, team)
         loss, metric = loss_pass(ops, opf, ws, gws, yb, Tb, B, nc, loss_parts, needs_grad,
