@@ -251,8 +251,7 @@ def dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1):
     p0, p1, out = ops[k, F_P0], ops[k, F_P1], ops[k, F_OUT]
     t = params.dtype.type
     gemm(0, 0, n_rows, c1 - c0, n_in, t(1.0), ws, ops[k, F_IN], ops[k, F_LD], params, p0 + c0,
-         n_out,
-         t(0.0), ws, out + c0, n_out)
+         n_out, t(0.0), ws, out + c0, n_out)
     for i in range(n_rows):
         o = out + i * n_out
         bias_act_forward(ws[o + c0: o + c1].reshape((1, c1 - c0)), params[p1 + c0: p1 + c1],

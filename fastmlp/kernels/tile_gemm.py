@@ -28,9 +28,9 @@ from .._config import CACHE, FASTMATH, INLINED, JIT
 from .blas import gemm as blas_gemm
 
 ROWS = 4        # rows of C per full tile
-VECTORS = 3     # vectors of C per tile row: 4 x 3 = 12 of the 16 AVX2 registers
-# a narrower last panel takes more rows, to keep 12 accumulators (12 independent FMA
-# chains: 2 FMA units x 5-cycle latency need at least 10 in flight)
+VECTORS = 3     # vectors of C per tile row: 4 x 3 = 12 of the 16 AVX2 registers (12
+                # independent FMA chains: 2 FMA units x 5-cycle latency need >= 10)
+VECTOR_BYTES = 32
 DEPTH = 128     # k per pass: a 128 x 50 float32 strip of B is 25 KiB, inside L1
 # `gemm` takes the tiles for C with MIN_COLS float32 columns (1 panel; 12 float64) up
 # to MAX_COLS; wider products are BLAS's (its packing pays for itself there)
@@ -43,22 +43,22 @@ _I32 = ir.IntType(32)
 
 
 def lanes_of(dtype):
-    """Lanes of a 32-byte vector of `dtype` (a Numba float type)."""
-    return 8 if dtype == types.float32 else 4
+    """Lanes of a VECTOR_BYTES vector of `dtype` (a Numba float type)."""
+    return VECTOR_BYTES * 8 // dtype.bitwidth
 
 
 @intrinsic
 def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b_off,
-             b_rs, n_cols, c, c_off, c_rs, c_cs, depth, accumulate):
-    """C[r, j] (+)= sum_{k < depth} A[r, k] B[k, j] for r < n_rows (<= rows), j < n_cols.
+             b_rs, c, c_off, c_rs, c_cs, depth, accumulate):
+    """C[r, j] (+)= sum_{k < depth} A[r, k] B[k, j] for r < n_rows (<= rows) and the
+    n_vec * lanes columns j.
 
     A[r, k] = a[a_off + r a_rs + k a_ks] (any strides: op(A) is A or A^T),
     B[k, j] = b[b_off + k b_rs + j] (rows contiguous), C[r, j] = c[c_off + r c_rs + j c_cs].
     rows, n_vec (literals): the tile's rows and vectors per row of C. scatter (literal
     bool): False stores whole vectors (c_cs must be 1), True stores lane by lane at
-    stride c_cs (to write a tile of C^T into C). n_cols must be n_vec * lanes (it is
-    only checked by the callers). Rows past n_rows read row n_rows - 1 and are not
-    stored.
+    stride c_cs (to write a tile of C^T into C). Rows past n_rows read row n_rows - 1
+    and are not stored.
     accumulate != 0 adds to C instead of overwriting it.
     """
     if not (isinstance(rows, types.IntegerLiteral) and isinstance(n_vec, types.IntegerLiteral)
@@ -71,14 +71,14 @@ def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b
     is_scatter = scatter.literal_value
     width = lanes_of(dtype)
     sig = types.void(rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b_off, b_rs,
-                     n_cols, c, c_off, c_rs, c_cs, depth, accumulate)
+                     c, c_off, c_rs, c_cs, depth, accumulate)
 
     def codegen(context, builder, signature, args):
         S = signature.args
         vals = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
                 for v, t in zip(args, S)]
-        (_, _, _, a_, a_off_, a_rs_, a_ks_, n_rows_, b_, b_off_, b_rs_, n_cols_, c_, c_off_,
-         c_rs_, c_cs_, depth_, acc_) = vals
+        (_, _, _, a_, a_off_, a_rs_, a_ks_, n_rows_, b_, b_off_, b_rs_, c_, c_off_, c_rs_,
+         c_cs_, depth_, acc_) = vals
         fty = context.get_value_type(dtype)
         vty = ir.VectorType(fty, width)
         vptr = vty.as_pointer()
@@ -87,7 +87,7 @@ def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b
                                              f"llvm.fma.{suffix}")
         A = context.make_array(S[3])(context, builder, a_).data
         B = context.make_array(S[8])(context, builder, b_).data
-        C = context.make_array(S[12])(context, builder, c_).data
+        C = context.make_array(S[11])(context, builder, c_).data
         zero = ir.Constant(vty, None)
 
         def vec_ptr(base, offset):
@@ -99,7 +99,7 @@ def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b
         def store_vec(value, base, offset):
             builder.store(value, vec_ptr(base, offset), align=4)
 
-        def store_lanes(total, c_row, v):
+        def store_lanes(total, c_row, v, adding):
             """C[r, v * width + l] (+)= lane l, one element at a time (stride c_cs)."""
             for lane in range(width):
                 ptr = builder.gep(c_row, [builder.mul(ir.Constant(_I64, v * width + lane),
@@ -154,7 +154,7 @@ def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b
                                                                          c_rs_))])
                 for v in range(n_v):
                     if is_scatter:
-                        store_lanes(acc[r * n_v + v], c_row, v)
+                        store_lanes(acc[r * n_v + v], c_row, v, adding)
                         continue
                     offset = ir.Constant(_I64, v * width)
                     total = acc[r * n_v + v]
@@ -206,7 +206,7 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     if m == 0 or n == 0:
         return
     a_rs, a_ks = (1, lda) if trans_a else (lda, 1)
-    lanes = 32 // c.itemsize
+    lanes = VECTOR_BYTES // c.itemsize
     panel = VECTORS * lanes
     n_full = n - n % panel
     rest = n - n_full
@@ -220,11 +220,10 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
         for i0 in range(0, m, ROWS):
             for j0 in range(0, n_full, panel):
                 fma_tile(ROWS, VECTORS, False, a, a0 + i0 * a_rs, a_rs, a_ks, min(ROWS, m - i0),
-                         b, b0 + j0, ldb, panel, c, c_off + i0 * ldc + j0, ldc, 1, depth,
-                         adding)
+                         b, b0 + j0, ldb, c, c_off + i0 * ldc + j0, ldc, 1, depth, adding)
         for i0 in range(0, m_flip, panel):
             fma_tile(ROWS, VECTORS, True, b, b0 + n_full, 1, ldb, rest, a, a0 + i0, a_ks,
-                     panel, c, c_off + i0 * ldc + n_full, 1, ldc, depth, adding)
+                     c, c_off + i0 * ldc + n_full, 1, ldc, depth, adding)
     if rest > 0 and m_flip < m:
         one, zero = c.dtype.type(1.0), c.dtype.type(0.0)
         blas_gemm(trans_a, 0, m - m_flip, rest, k, one, a, a_off + m_flip * a_rs, lda, b,
