@@ -57,7 +57,9 @@ class EpochRunner:
         plan, opt = model.plan, model.optimizer
         self.ws = model._workspace("train", self.bs, self.n_chunks)
         self.grads = np.zeros((self.n_chunks, plan.n_params), model.dtype)
-        self.blocks = plan.blocks(self.ws.ops)
+        # the tiled dense W (folded blocks) are updated in the backward pass itself
+        blocks = plan.blocks(self.ws.ops)
+        self.blocks = np.ascontiguousarray(blocks[blocks[:, 3] == 0])
         self.seg = plan.segments(model.l2, model.l1, opt.weight_decay)
         self.opt_hyper, self.sched_hyper = opt.hyper(), opt.schedule.hyper()
         self.step_loss = np.zeros(self.steps_per_epoch)

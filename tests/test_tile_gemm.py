@@ -1,38 +1,49 @@
 """The register-tiled GEMM (kernels/tile_gemm.py) against numpy's float64 product,
-on strided blocks of flat buffers, both operand forms (A and A^T), and the shapes
-where its panels, row blocks, k passes and leftover columns meet."""
+on strided blocks of flat buffers, the three operand forms (A @ B, A^T @ B, A @ B^T),
+and the shapes where its panels, row blocks, k passes and leftover columns meet."""
 import numba
 import numpy as np
 import pytest
 
 from _helpers import python_callable
-from fastmlp.kernels import tile_gemm as tg
+from fastmlp.kernels import blas, tile_gemm as tg
 from fastmlp.plan import input_stride
 
-tile_gemm = python_callable(tg.tile_gemm)
+blas_gemm = python_callable(blas.gemm)
 
 
 @numba.njit
-def gemm(trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
-    """tg.gemm is inlined into its callers (a *args twin cannot inline it)."""
-    tg.gemm(trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc)
+def tile_gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """The tile path itself, without the choice between tiles and BLAS: dot tiles for
+    A @ B^T, register tiles for A @ B and A^T @ B."""
+    if trans_b:
+        tg.gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+    else:
+        tg.tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+
+
+@numba.njit
+def gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """tg.gemm (an intrinsic: callable from compiled code only), through the C entry point."""
+    tg.gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
 
 GUARD = 7.25  # every element of C's buffer outside the block must keep this value
 
 
-def blocks(rng, dtype, trans_a, m, n, k, pad=3):
-    """Flat buffers holding op(A) (m, k), B (k, n) and C (m, n) as blocks with row
+def blocks(rng, dtype, trans_a, trans_b, m, n, k, pad=3):
+    """Flat buffers holding op(A) (m, k), op(B) (k, n) and C (m, n) as blocks with row
     strides wider than the rows and nonzero offsets; returns the buffers, their
     (offset, stride) and the float64 reference product."""
     a_rows, a_cols = (k, m) if trans_a else (m, k)
-    lda, ldb, ldc = a_cols + pad, n + pad + 1, n + pad + 2
+    b_rows, b_cols = (n, k) if trans_b else (k, n)
+    lda, ldb, ldc = a_cols + pad, b_cols + pad + 1, n + pad + 2
     a_off, b_off, c_off = 5, 2, 4
     a = rng.normal(size=a_off + max(a_rows, 1) * lda).astype(dtype)
-    b = rng.normal(size=b_off + max(k, 1) * ldb).astype(dtype)
+    b = rng.normal(size=b_off + max(b_rows, 1) * ldb).astype(dtype)
     c = np.full(c_off + m * ldc + 3, GUARD, dtype)
     A = a[a_off: a_off + a_rows * lda].reshape(a_rows, lda)[:, :a_cols].astype(np.float64)
-    B = b[b_off: b_off + k * ldb].reshape(k, ldb)[:, :n].astype(np.float64)
-    expected = (A.T if trans_a else A) @ B
+    B = b[b_off: b_off + b_rows * ldb].reshape(b_rows, ldb)[:, :b_cols].astype(np.float64)
+    expected = (A.T if trans_a else A) @ (B.T if trans_b else B)
     return (a, a_off, lda), (b, b_off, ldb), (c, c_off, ldc), expected
 
 
@@ -51,7 +62,7 @@ TOL = {np.float32: 2e-4, np.float64: 1e-12}
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("trans_a", [0, 1])
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (1, 0), (0, 1)])
 @pytest.mark.parametrize("m,n,k", [
     (100, 50, 300),   # W1's first layer: 2 panels + 2 leftover columns, 3 k passes
     (5, 24, 128),     # one panel, a partial row block, exactly one k pass
@@ -60,12 +71,15 @@ TOL = {np.float32: 2e-4, np.float64: 1e-12}
     (29, 60, 77),     # 12 leftover float32 columns (BLAS), leftover rows after the flip
     (1, 64, 40),
     (4, 30, 0),       # k = 0: C = 0
+    (32, 256, 130),   # 10 wide + 1 narrow float32 panels; A @ B^T: a k tail of 2 (f32)
+    (33, 41, 600),    # A @ B^T: partial dot tiles in both directions
+    (20, 64 + 16, 9), # 2 wide + 2 narrow float32 panels (the narrow rows: 6, 6, 6, 2)
 ])
-def test_tile_gemm_matches_numpy(dtype, trans_a, m, n, k):
+def test_tile_gemm_matches_numpy(dtype, trans_a, trans_b, m, n, k):
     rng = np.random.default_rng(m * 1000 + n * 10 + k)
-    (a, a_off, lda), (b, b_off, ldb), (c, c_off, ldc), expected = blocks(rng, dtype, trans_a,
-                                                                         m, n, k)
-    tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+    (a, a_off, lda), (b, b_off, ldb), (c, c_off, ldc), expected = blocks(
+        rng, dtype, trans_a, trans_b, m, n, k)
+    tile_gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
     scale = max(1.0, np.abs(expected).max())
     np.testing.assert_allclose(c_block(c, c_off, ldc, m, n), expected, rtol=0,
                                atol=TOL[dtype] * scale * max(1, k) ** 0.5)
@@ -75,36 +89,43 @@ def test_tile_gemm_matches_numpy(dtype, trans_a, m, n, k):
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (1, 0), (0, 1)])
 @pytest.mark.parametrize("n", [10, 50, 200])
-def test_gemm_dispatch_matches_numpy(dtype, trans_a, trans_b, n):
-    """`gemm` (tiles for 24..64 columns, BLAS otherwise, and for op(B) = B^T) gives the
-    same product whichever path it takes."""
-    rng = np.random.default_rng(n + 7 * trans_a + 13 * trans_b)
-    m, k = 37, 90
+@pytest.mark.parametrize("m,k", [(32, 90), (37, 200)])
+def test_gemm_dispatch_matches_numpy(dtype, trans_a, trans_b, n, m, k):
+    """`gemm` (tiles or BLAS, by shape) gives the same product whichever path it takes."""
+    rng = np.random.default_rng(n + 7 * trans_a + 13 * trans_b + m)
     A = rng.normal(size=(k, m) if trans_a else (m, k)).astype(dtype)
     B = rng.normal(size=(n, k) if trans_b else (k, n)).astype(dtype)
     C = np.full((m, n), GUARD, dtype)
-    one, zero = dtype(1.0), dtype(0.0)
-    gemm(trans_a, trans_b, m, n, k, one, A.ravel(), 0, A.shape[1], B.ravel(), 0, B.shape[1],
-         zero, C.ravel(), 0, n)
+    gemm(trans_a, trans_b, m, n, k, A.ravel(), 0, A.shape[1], B.ravel(), 0, B.shape[1],
+         C.ravel(), 0, n)
     A64, B64 = A.astype(np.float64), B.astype(np.float64)
     expected = (A64.T if trans_a else A64) @ (B64.T if trans_b else B64)
     np.testing.assert_allclose(C, expected, rtol=0, atol=TOL[dtype] * 10 * np.abs(expected).max())
 
 
-def test_tile_gemm_is_what_dispatch_runs_for_skinny_products():
-    """Guards the dispatch rule: a 50-column float32 product must not go to BLAS (the
-    tiles sum k in DEPTH-long passes, so the two results differ in rounding). `gemm`
-    reaches the tiles through their C entry point, so this also checks that path."""
+@pytest.mark.parametrize("trans_a,trans_b,m,n,k", [
+    (0, 0, 20, 50, 700),    # W1's forward: 50 columns
+    (1, 0, 300, 50, 100),   # W1's dW
+    (0, 0, 32, 256, 512),   # W3's forward at batch 32 (one thread's columns)
+    (1, 0, 256, 512, 32),   # W3's dW at batch 32
+    (0, 1, 32, 256, 512),   # W3's dX at batch 32
+])
+def test_tile_gemm_is_what_dispatch_runs_for_skinny_products(trans_a, trans_b, m, n, k):
+    """Guards the dispatch rule: these float32 products must not go to BLAS (the tiles
+    sum k in their own order, so the two results differ in rounding). `gemm` reaches
+    the tiles through their C entry point, so this also checks that path."""
     rng = np.random.default_rng(1)
-    m, n, k = 20, 50, 700
-    A = rng.normal(size=(m, k)).astype(np.float32)
-    B = rng.normal(size=(k, n)).astype(np.float32)
+    A = rng.normal(size=(k, m) if trans_a else (m, k)).astype(np.float32)
+    B = rng.normal(size=(n, k) if trans_b else (k, n)).astype(np.float32)
     via_gemm = np.zeros((m, n), np.float32)
     via_tiles = np.zeros((m, n), np.float32)
-    gemm(0, 0, m, n, k, np.float32(1), A.ravel(), 0, k, B.ravel(), 0, n, np.float32(0),
-         via_gemm.ravel(), 0, n)
-    tile_gemm(0, m, n, k, A.ravel(), 0, k, B.ravel(), 0, n, via_tiles.ravel(), 0, n)
+    args = (A.ravel(), 0, A.shape[1], B.ravel(), 0, B.shape[1])
+    gemm(trans_a, trans_b, m, n, k, *args, via_gemm.ravel(), 0, n)
+    tile_gemm(trans_a, trans_b, m, n, k, *args, via_tiles.ravel(), 0, n)
     np.testing.assert_array_equal(via_gemm, via_tiles)
+    blas = np.zeros((m, n), np.float32)
+    blas_gemm(trans_a, trans_b, m, n, k, np.float32(1), *args, np.float32(0), blas.ravel(), 0, n)
+    assert not np.array_equal(blas, via_tiles)   # the check above can tell them apart
 
 
 @pytest.mark.parametrize("d,expected", [(3072, 3088), (784, 784), (3073, 3088), (10, 16),
@@ -136,6 +157,37 @@ def test_two_thread_fit_through_tiles_and_padded_batch_matches_one_thread():
     ops = two.plan.ops_for_batch(16, 2)
     assert ops[0, L.F_TILED] == L.TILE_K and ops[0, L.F_LD] == input_stride(64) == 80
     assert (ops[1:, L.F_LD] == ops[1:, L.F_NIN]).all()
+    one = fit(1)
+    for a, b in zip(two.get_weights(), one.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+def test_two_thread_column_split_fit_through_tiles_matches_one_thread(monkeypatch):
+    """A float64 net at batch 24 with its dense layers split by columns on 2 threads
+    (as W3's 512-wide layers are): the forward (24 rows x 32 columns per thread), dW
+    (k = 24) and dX (C = dZ @ W^T, 24 rows: as C^T = W @ dZ^T) all go through the
+    tiles, and the ragged last batch (18 rows) leaves 2 rows to BLAS. One thread runs
+    BLAS only; both must train the same weights."""
+    import fastmlp as fm
+    import fastmlp.kernels.loop as L
+    import fastmlp.plan
+
+    monkeypatch.setattr(fastmlp.plan, "COLUMN_SPLIT", "always")
+    rng = np.random.default_rng(6)
+    X = rng.normal(size=(90, 40))
+    y = rng.integers(0, 3, size=90)
+
+    def fit(n_threads):
+        model = fm.Sequential([fm.Dense(64), fm.BatchNorm(), fm.ReLU(), fm.Dense(48),
+                               fm.ReLU(), fm.Dense(3), fm.Softmax()], dtype=np.float64, seed=0)
+        model.fit(X, y, epochs=2, batch_size=24, optimizer=fm.SGD(0.05, momentum=0.9),
+                  verbose=0, n_threads=n_threads)
+        return model
+
+    two = fit(2)
+    ops = two.plan.ops_for_batch(24, 2)
+    dense = ops[:, L.F_KIND] == L.OP_DENSE
+    assert (ops[dense, L.F_TILED] == L.TILE_COLS).all()
     one = fit(1)
     for a, b in zip(two.get_weights(), one.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)

@@ -316,6 +316,18 @@ def step_scalars(kind, hyper, step, scalars, adaptive):
 
 
 @njit(**JIT)
+def update_range(kind, hyper, lr, step, params, grads, state, start, stop, penalties, n_parts,
+                 mu_t, mu_next, mu_prod, adaptive, extras):
+    """Update params[start:stop] (one segment: `penalties` its (l2, l1, decay) row) from
+    the sum of its n_parts gradient partials. A function of its own: update_blocks and
+    the tiled dense backward (loop.dense_weight_tiles) share one compiled copy."""
+    update_block(kind, hyper, lr, step, params,
+                 gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, step,
+                                 extras),
+                 state, start, stop, mu_t, mu_next, mu_prod, adaptive)
+
+
+@njit(**JIT)
 def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts,
                   mu_t, mu_next, mu_prod, adaptive, extras, team):
     """Update the parameters of every block; each thread of the team takes its share
@@ -324,10 +336,8 @@ def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_pa
     for kb in range(b0, b1):
         start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
         parts = 1 if blocks[kb, 3] != 0 else n_parts
-        update_block(kind, hyper, lr, step, params,
-                     gradient_source(params, grads, parts, start, stop, seg[s], lr, hyper, step,
-                                     extras),
-                     state, start, stop, mu_t, mu_next, mu_prod, adaptive)
+        update_range(kind, hyper, lr, step, params, grads, state, start, stop, seg[s], parts,
+                     mu_t, mu_next, mu_prod, adaptive, extras)
 
 
 @njit(**ENTRY)

@@ -24,18 +24,25 @@ from numba import carray, cfunc, njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._config import CACHE, FASTMATH, INLINED, JIT
+from .._config import CACHE, FASTMATH, JIT
 from .blas import gemm as blas_gemm
 
 ROWS = 4        # rows of C per full tile
 VECTORS = 3     # vectors of C per tile row: 4 x 3 = 12 of the 16 AVX2 registers (12
                 # independent FMA chains: 2 FMA units x 5-cycle latency need >= 10)
 VECTOR_BYTES = 32
+NARROW_ROWS = 6     # the 2-vector tile for column counts that are not a multiple of 3 vectors
+NARROW_VECTORS = 2
 DEPTH = 128     # k per pass: a 128 x 50 float32 strip of B is 25 KiB, inside L1
 # `gemm` takes the tiles for C with MIN_COLS float32 columns (1 panel; 12 float64) up
 # to MAX_COLS; wider products are BLAS's (its packing pays for itself there)
 MIN_COLS = 24
 MAX_COLS = 64
+MAX_BATCH = 128   # ... and any n >= MIN_COLS when the batch dimension is <= MAX_BATCH
+DOT_A_BYTES = 256 * 1024   # C = A @ B^T by dot tiles while A (m x k) fits in half of L2
+DOT_A = 4         # dot tiles (C = A @ B^T): 3 rows of A x 4 rows of B, 12 accumulators
+DOT_B = 3
+STRIP_LEN = DEPTH * VECTORS * VECTOR_BYTES // 4   # a packed DEPTH x panel strip of B (float32)
 
 _I64 = ir.IntType(64)
 i64 = np.int64
@@ -60,6 +67,10 @@ def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b
     stride c_cs (to write a tile of C^T into C). Rows past n_rows read row n_rows - 1
     and are not stored.
     accumulate != 0 adds to C instead of overwriting it.
+
+    Each (dtype, rows, n_vec, scatter) is one LLVM function per module, called from
+    every call site: inlining the body at each site cost compile time (the cold first
+    fit) and gained nothing measurable (a call per tile of >= 100s of FMAs).
     """
     if not (isinstance(rows, types.IntegerLiteral) and isinstance(n_vec, types.IntegerLiteral)
             and isinstance(scatter, types.BooleanLiteral)):
@@ -67,9 +78,7 @@ def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b
     dtype = c.dtype
     if dtype not in (types.float32, types.float64) or a.dtype != dtype or b.dtype != dtype:
         return None
-    n_r, n_v = rows.literal_value, n_vec.literal_value
-    is_scatter = scatter.literal_value
-    width = lanes_of(dtype)
+    shape = (rows.literal_value, n_vec.literal_value, scatter.literal_value)
     sig = types.void(rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b_off, b_rs,
                      c, c_off, c_rs, c_cs, depth, accumulate)
 
@@ -77,90 +86,301 @@ def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b
         S = signature.args
         vals = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
                 for v, t in zip(args, S)]
-        (_, _, _, a_, a_off_, a_rs_, a_ks_, n_rows_, b_, b_off_, b_rs_, c_, c_off_, c_rs_,
-         c_cs_, depth_, acc_) = vals
-        fty = context.get_value_type(dtype)
-        vty = ir.VectorType(fty, width)
-        vptr = vty.as_pointer()
-        suffix = f"v{width}{'f32' if dtype == types.float32 else 'f64'}"
-        fma = cgutils.get_or_insert_function(builder.module, ir.FunctionType(vty, [vty] * 3),
-                                             f"llvm.fma.{suffix}")
-        A = context.make_array(S[3])(context, builder, a_).data
-        B = context.make_array(S[8])(context, builder, b_).data
-        C = context.make_array(S[11])(context, builder, c_).data
-        zero = ir.Constant(vty, None)
+        ptrs = [context.make_array(S[i])(context, builder, vals[i]).data for i in (3, 8, 11)]
+        ints = [vals[i] for i in (4, 5, 6, 7, 9, 10, 12, 13, 14, 15, 16)]
+        fn = tile_function(context, builder.module, dtype, *shape)
+        builder.call(fn, ptrs + ints)
+        return context.get_dummy_value()
 
-        def vec_ptr(base, offset):
-            return builder.bitcast(builder.gep(base, [offset]), vptr)
+    return sig, codegen
 
-        def load_vec(base, offset):
-            return builder.load(vec_ptr(base, offset), align=4)
 
-        def store_vec(value, base, offset):
-            builder.store(value, vec_ptr(base, offset), align=4)
+def tile_function(context, module, dtype, n_r, n_v, is_scatter):
+    """The LLVM function of one fma_tile variant in `module` (defined on first use):
+    void (A*, B*, C*, a_off, a_rs, a_ks, n_rows, b_off, b_rs, c_off, c_rs, c_cs, depth,
+    accumulate), all integers i64."""
+    width = lanes_of(dtype)
+    fty = context.get_value_type(dtype)
+    name = f"fastmlp.fma_tile.{fty}.{n_r}x{n_v}{'.scatter' if is_scatter else ''}"
+    if name in module.globals:
+        return module.globals[name]
+    fnty = ir.FunctionType(ir.VoidType(), [fty.as_pointer()] * 3 + [_I64] * 11)
+    fn = ir.Function(module, fnty, name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    (A, B, C, a_off_, a_rs_, a_ks_, n_rows_, b_off_, b_rs_, c_off_, c_rs_, c_cs_, depth_,
+     acc_) = fn.args
+    vty = ir.VectorType(fty, width)
+    vptr = vty.as_pointer()
+    suffix = f"v{width}{'f32' if dtype == types.float32 else 'f64'}"
+    fma = cgutils.get_or_insert_function(module, ir.FunctionType(vty, [vty] * 3),
+                                         f"llvm.fma.{suffix}")
+    zero = ir.Constant(vty, None)
 
-        def store_lanes(total, c_row, v, adding):
-            """C[r, v * width + l] (+)= lane l, one element at a time (stride c_cs)."""
-            for lane in range(width):
-                ptr = builder.gep(c_row, [builder.mul(ir.Constant(_I64, v * width + lane),
-                                                      c_cs_)])
-                value = builder.extract_element(total, ir.Constant(_I32, lane))
-                builder.store(builder.select(adding, builder.fadd(builder.load(ptr), value),
-                                             value), ptr)
+    def vec_ptr(base, offset):
+        return builder.bitcast(builder.gep(base, [offset]), vptr)
 
-        # row r of A; rows past n_rows re-read the last one (their results are dropped)
-        last_row = builder.sub(n_rows_, ir.Constant(_I64, 1))
-        a_rows = []
-        for r in range(n_r):
-            row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_rows_),
-                                 ir.Constant(_I64, r), last_row)
-            a_rows.append(builder.gep(A, [builder.add(a_off_, builder.mul(row, a_rs_))]))
-        b_base = builder.gep(B, [b_off_])
+    def load_vec(base, offset):
+        return builder.load(vec_ptr(base, offset), align=4)
 
-        entry = builder.basic_block
-        header = builder.append_basic_block("tile.header")
-        body = builder.append_basic_block("tile.body")
-        done = builder.append_basic_block("tile.done")
+    def store_vec(value, base, offset):
+        builder.store(value, vec_ptr(base, offset), align=4)
+
+    def store_lanes(total, c_row, v, adding):
+        """C[r, v * width + l] (+)= lane l, one element at a time (stride c_cs)."""
+        for lane in range(width):
+            ptr = builder.gep(c_row, [builder.mul(ir.Constant(_I64, v * width + lane), c_cs_)])
+            value = builder.extract_element(total, ir.Constant(_I32, lane))
+            builder.store(builder.select(adding, builder.fadd(builder.load(ptr), value),
+                                         value), ptr)
+
+    # row r of A; rows past n_rows re-read the last one (their results are dropped)
+    last_row = builder.sub(n_rows_, ir.Constant(_I64, 1))
+    a_rows = []
+    for r in range(n_r):
+        row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_rows_),
+                             ir.Constant(_I64, r), last_row)
+        a_rows.append(builder.gep(A, [builder.add(a_off_, builder.mul(row, a_rs_))]))
+    b_base = builder.gep(B, [b_off_])
+
+    entry = builder.basic_block
+    header = builder.append_basic_block("tile.header")
+    body = builder.append_basic_block("tile.body")
+    done = builder.append_basic_block("tile.done")
+    builder.branch(header)
+    builder.position_at_end(header)
+    k = builder.phi(_I64)
+    k.add_incoming(ir.Constant(_I64, 0), entry)
+    acc = []
+    for _ in range(n_r * n_v):
+        p = builder.phi(vty)
+        p.add_incoming(zero, entry)
+        acc.append(p)
+    builder.cbranch(builder.icmp_signed("<", k, depth_), body, done)
+
+    builder.position_at_end(body)
+    b_row = builder.gep(b_base, [builder.mul(k, b_rs_)])
+    b_vecs = [load_vec(b_row, ir.Constant(_I64, v * width)) for v in range(n_v)]
+    a_step = builder.mul(k, a_ks_)
+    updated = []
+    for r in range(n_r):
+        a_val = splat(builder, builder.load(builder.gep(a_rows[r], [a_step])), vty)
+        for v in range(n_v):
+            updated.append(builder.call(fma, [a_val, b_vecs[v], acc[r * n_v + v]]))
+    k.add_incoming(builder.add(k, ir.Constant(_I64, 1)), body)
+    for p, u in zip(acc, updated):
+        p.add_incoming(u, body)
+    builder.branch(header)
+
+    builder.position_at_end(done)
+    adding = builder.icmp_signed("!=", acc_, ir.Constant(_I64, 0))
+    for r in range(n_r):
+        with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, r), n_rows_)):
+            c_row = builder.gep(C, [builder.add(c_off_, builder.mul(ir.Constant(_I64, r),
+                                                                     c_rs_))])
+            for v in range(n_v):
+                if is_scatter:
+                    store_lanes(acc[r * n_v + v], c_row, v, adding)
+                    continue
+                offset = ir.Constant(_I64, v * width)
+                total = acc[r * n_v + v]
+                store_vec(builder.select(adding, builder.fadd(load_vec(c_row, offset), total),
+                                         total), c_row, offset)
+    builder.ret_void()
+    return fn
+
+
+@intrinsic
+def dot_tile(typingctx, rows_a, rows_b, a, a_off, lda, n_a, b, b_off, ldb, n_b, c, c_off, ldc,
+             k):
+    """C[i, j] = sum_{l < k} A[i, l] B[j, l] for i < n_a (<= rows_a), j < n_b (<= rows_b):
+    a block of C = A @ B^T with both operands' rows contiguous along k (A[i, l] =
+    a[a_off + i lda + l], B[j, l] = b[b_off + j ldb + l], C[i, j] = c[c_off + i ldc + j]).
+
+    Dot-product form: rows_a x rows_b vector accumulators run along k (one FMA per
+    pair of rows per vector of k), then each is summed across its lanes; the k % lanes
+    left over are added by scalar FMAs. rows_a, rows_b: literals. Rows past n_a / n_b
+    re-read the last one and are not stored. One LLVM function per variant and module.
+    """
+    if not (isinstance(rows_a, types.IntegerLiteral) and isinstance(rows_b, types.IntegerLiteral)):
+        return None
+    dtype = c.dtype
+    if dtype not in (types.float32, types.float64) or a.dtype != dtype or b.dtype != dtype:
+        return None
+    shape = (rows_a.literal_value, rows_b.literal_value)
+    sig = types.void(rows_a, rows_b, a, a_off, lda, n_a, b, b_off, ldb, n_b, c, c_off, ldc, k)
+
+    def codegen(context, builder, signature, args):
+        S = signature.args
+        vals = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+                for v, t in zip(args, S)]
+        ptrs = [context.make_array(S[i])(context, builder, vals[i]).data for i in (2, 6, 10)]
+        ints = [vals[i] for i in (3, 4, 5, 7, 8, 9, 11, 12, 13)]
+        builder.call(dot_function(context, builder.module, dtype, *shape), ptrs + ints)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def dot_function(context, module, dtype, n_r, n_q):
+    """The LLVM function of one dot_tile variant in `module` (defined on first use):
+    void (A*, B*, C*, a_off, lda, n_a, b_off, ldb, n_b, c_off, ldc, k), integers i64."""
+    width = lanes_of(dtype)
+    fty = context.get_value_type(dtype)
+    name = f"fastmlp.dot_tile.{fty}.{n_r}x{n_q}"
+    if name in module.globals:
+        return module.globals[name]
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [fty.as_pointer()] * 3 + [_I64] * 9),
+                     name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    builder = ir.IRBuilder(fn.append_basic_block("entry"))
+    A, B, C, a_off_, lda_, n_a_, b_off_, ldb_, n_b_, c_off_, ldc_, k_ = fn.args
+    vty = ir.VectorType(fty, width)
+    vptr = vty.as_pointer()
+    suffix = f"v{width}{'f32' if dtype == types.float32 else 'f64'}"
+    fma = cgutils.get_or_insert_function(module, ir.FunctionType(vty, [vty] * 3),
+                                         f"llvm.fma.{suffix}")
+    sfma = cgutils.get_or_insert_function(module, ir.FunctionType(fty, [fty] * 3),
+                                          f"llvm.fma.{'f32' if dtype == types.float32 else 'f64'}")
+    one = ir.Constant(_I64, 1)
+
+    def row_starts(base, off, ld, n_valid, count):
+        last = builder.sub(n_valid, one)
+        starts = []
+        for r in range(count):
+            row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_valid),
+                                 ir.Constant(_I64, r), last)
+            starts.append(builder.gep(base, [builder.add(off, builder.mul(row, ld))]))
+        return starts
+
+    a_rows = row_starts(A, a_off_, lda_, n_a_, n_r)
+    b_rows = row_starts(B, b_off_, ldb_, n_b_, n_q)
+    k_vec = builder.sub(k_, builder.srem(k_, ir.Constant(_I64, width)))
+
+    def counted_loop(label, start, stop, step, init, step_body):
+        """A loop l = start, start + step, ... < stop carrying the values `init`;
+        step_body(l, values) returns their next values. Returns the final values."""
+        before = builder.basic_block
+        header = builder.append_basic_block(label + ".header")
+        body = builder.append_basic_block(label + ".body")
+        done = builder.append_basic_block(label + ".done")
         builder.branch(header)
         builder.position_at_end(header)
-        k = builder.phi(_I64)
-        k.add_incoming(ir.Constant(_I64, 0), entry)
-        acc = []
-        for _ in range(n_r * n_v):
-            p = builder.phi(vty)
-            p.add_incoming(zero, entry)
-            acc.append(p)
-        builder.cbranch(builder.icmp_signed("<", k, depth_), body, done)
-
+        l = builder.phi(_I64)
+        l.add_incoming(start, before)
+        phis = []
+        for v in init:
+            p = builder.phi(v.type)
+            p.add_incoming(v, before)
+            phis.append(p)
+        builder.cbranch(builder.icmp_signed("<", l, stop), body, done)
         builder.position_at_end(body)
-        b_row = builder.gep(b_base, [builder.mul(k, b_rs_)])
-        b_vecs = [load_vec(b_row, ir.Constant(_I64, v * width)) for v in range(n_v)]
-        a_step = builder.mul(k, a_ks_)
-        updated = []
-        for r in range(n_r):
-            a_val = splat(builder, builder.load(builder.gep(a_rows[r], [a_step])), vty)
-            for v in range(n_v):
-                updated.append(builder.call(fma, [a_val, b_vecs[v], acc[r * n_v + v]]))
-        k.add_incoming(builder.add(k, ir.Constant(_I64, 1)), body)
-        for p, u in zip(acc, updated):
-            p.add_incoming(u, body)
+        nxt = step_body(l, phis)
+        l.add_incoming(builder.add(l, ir.Constant(_I64, step)), builder.basic_block)
+        for p, v in zip(phis, nxt):
+            p.add_incoming(v, builder.basic_block)
         builder.branch(header)
-
         builder.position_at_end(done)
-        adding = builder.icmp_signed("!=", acc_, ir.Constant(_I64, 0))
-        for r in range(n_r):
-            with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, r), n_rows_)):
-                c_row = builder.gep(C, [builder.add(c_off_, builder.mul(ir.Constant(_I64, r),
-                                                                         c_rs_))])
-                for v in range(n_v):
-                    if is_scatter:
-                        store_lanes(acc[r * n_v + v], c_row, v, adding)
-                        continue
-                    offset = ir.Constant(_I64, v * width)
-                    total = acc[r * n_v + v]
-                    store_vec(builder.select(adding, builder.fadd(load_vec(c_row, offset), total),
-                                             total), c_row, offset)
+        return phis
+
+    def vector_step(l, acc):
+        a_v = [builder.load(builder.bitcast(builder.gep(r, [l]), vptr), align=4) for r in a_rows]
+        b_v = [builder.load(builder.bitcast(builder.gep(q, [l]), vptr), align=4) for q in b_rows]
+        return [builder.call(fma, [a_v[i // n_q], b_v[i % n_q], acc[i]])
+                for i in range(n_r * n_q)]
+
+    acc = counted_loop("dot.vec", ir.Constant(_I64, 0), k_vec, width,
+                       [ir.Constant(vty, None)] * (n_r * n_q), vector_step)
+    sums = [horizontal_sum(builder, v) for v in acc]
+
+    def scalar_step(l, part):
+        a_s = [builder.load(builder.gep(r, [l])) for r in a_rows]
+        b_s = [builder.load(builder.gep(q, [l])) for q in b_rows]
+        return [builder.call(sfma, [a_s[i // n_q], b_s[i % n_q], part[i]])
+                for i in range(n_r * n_q)]
+
+    sums = counted_loop("dot.tail", k_vec, k_, 1, sums, scalar_step)
+    for i in range(n_r):
+        with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, i), n_a_)):
+            c_row = builder.gep(C, [builder.add(c_off_, builder.mul(ir.Constant(_I64, i), ldc_))])
+            for j in range(n_q):
+                with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, j), n_b_)):
+                    builder.store(sums[i * n_q + j], builder.gep(c_row, [ir.Constant(_I64, j)]))
+    builder.ret_void()
+    return fn
+
+
+def horizontal_sum(builder, vector):
+    """The sum of a vector's lanes: halves added pairwise (log2(lanes) shuffles)."""
+    lanes = vector.type.count
+    while lanes > 1:
+        half = lanes // 2
+        lo = builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(_I32, half),
+                                                                list(range(half))))
+        hi = builder.shuffle_vector(vector, vector, ir.Constant(ir.VectorType(_I32, half),
+                                                                list(range(half, lanes))))
+        vector = builder.fadd(lo, hi)
+        lanes = half
+    return builder.extract_element(vector, ir.Constant(_I32, 0))
+
+
+@intrinsic
+def pack_strip(typingctx, n_vec, dst, src, s_off, s_rs, depth):
+    """dst[k * n_vec * lanes + j] = src[s_off + k s_rs + j] for k < depth and the
+    n_vec (a literal) * lanes columns j: a strip of B copied to contiguous rows, by
+    whole vectors."""
+    if not isinstance(n_vec, types.IntegerLiteral):
+        return None
+    dtype = dst.dtype
+    if dtype not in (types.float32, types.float64) or src.dtype != dtype:
+        return None
+    n_v = n_vec.literal_value
+    width = lanes_of(dtype)
+    sig = types.void(n_vec, dst, src, s_off, s_rs, depth)
+
+    def codegen(context, builder, signature, args):
+        S = signature.args
+        s_off_, s_rs_, depth_ = [context.cast(builder, v, t, types.int64)
+                                 for v, t in zip(args[3:], S[3:])]
+        vptr = ir.VectorType(context.get_value_type(dtype), width).as_pointer()
+        D = context.make_array(S[1])(context, builder, args[1]).data
+        src_base = builder.gep(context.make_array(S[2])(context, builder, args[2]).data,
+                               [s_off_])
+        with cgutils.for_range(builder, depth_) as loop:
+            src_row = builder.gep(src_base, [builder.mul(loop.index, s_rs_)])
+            dst_row = builder.gep(D, [builder.mul(loop.index, ir.Constant(_I64, n_v * width))])
+            for v in range(n_v):
+                offset = [ir.Constant(_I64, v * width)]
+                value = builder.load(builder.bitcast(builder.gep(src_row, offset), vptr), align=4)
+                builder.store(value, builder.bitcast(builder.gep(dst_row, offset), vptr),
+                              align=4)
         return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@intrinsic
+def stack_buffer(typingctx, like, size):
+    """A 1-d C-contiguous array of `size` (a literal int) elements of like's dtype, on
+    the stack of the calling function (allocated once, in its entry block): scratch
+    that costs no heap allocation inside a training step."""
+    if not isinstance(size, types.IntegerLiteral):
+        return None
+    n = size.literal_value
+    result = types.Array(like.dtype, 1, "C")
+    sig = result(like, size)
+
+    def codegen(context, builder, signature, args):
+        fty = context.get_value_type(like.dtype)
+        data = cgutils.alloca_once(builder, fty, size=n)
+        itemsize = context.get_abi_sizeof(fty)
+        array = context.make_array(result)(context, builder)
+        context.populate_array(array, data=data, shape=[ir.Constant(_I64, n)],
+                               strides=[ir.Constant(_I64, itemsize)],
+                               itemsize=ir.Constant(_I64, itemsize), meminfo=None)
+        return array._getvalue()
 
     return sig, codegen
 
@@ -173,19 +393,29 @@ def splat(builder, scalar, vector_type):
                                   ir.Constant(ir.VectorType(_I32, vector_type.count), None))
 
 
-@njit(**INLINED)
-def gemm(trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
-    """Row-major C = alpha op(A) op(B) + beta C, with blas.gemm's arguments: by
-    `tile_gemm` for skinny products (C = op(A) @ B with MIN_COLS <= n <= MAX_COLS),
-    otherwise by BLAS. Inlined into its callers (which pass literal flags and offsets of
-    several integer types), so that the GEMMs it calls see int64 arguments only."""
-    if (trans_b == 0 and alpha == 1 and beta == 0 and MIN_COLS * 4 // c.itemsize <= n
-            and n <= MAX_COLS):
-        call_tile_gemm(i64(trans_a), i64(m), i64(n), i64(k), a, i64(a_off), i64(lda), b,
-                       i64(b_off), i64(ldb), c, i64(c_off), i64(ldc))
-    else:
-        blas_gemm(i64(trans_a), i64(trans_b), i64(m), i64(n), i64(k), alpha, a, i64(a_off),
-                  i64(lda), b, i64(b_off), i64(ldb), beta, c, i64(c_off), i64(ldc))
+@njit(**JIT)
+def panels(n, lanes):
+    """Columns (n_wide, n_full): [0, n_wide) in VECTORS-wide panels, [n_wide, n_full)
+    in NARROW_VECTORS-wide ones (at most 2, so that n_full covers every whole vector
+    of n: 32 vectors = 10 x 3 + 1 x 2), the n - n_full left over are not tiled."""
+    n_vec = n // lanes
+    n_narrow = (-n_vec) % VECTORS
+    if n_narrow * NARROW_VECTORS > n_vec:
+        n_narrow = 0
+    n_wide = (n_vec - n_narrow * NARROW_VECTORS) // VECTORS * VECTORS * lanes
+    return n_wide, n_wide + n_narrow * NARROW_VECTORS * lanes
+
+
+@njit(**JIT)
+def gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """Row-major C (m, n) = A (m, k) @ B^T, B stored (n, k) (dX = dZ @ W^T of a dense
+    layer) by dot tiles: both operands are read along their contiguous rows, so
+    nothing is packed or transposed. Loops: DOT_B rows of B (in L1) against every
+    DOT_A rows of A."""
+    for j0 in range(0, n, DOT_B):
+        for i0 in range(0, m, DOT_A):
+            dot_tile(DOT_A, DOT_B, a, a_off + i0 * lda, lda, min(DOT_A, m - i0), b,
+                     b_off + j0 * ldb, ldb, min(DOT_B, n - j0), c, c_off + i0 * ldc + j0, ldc, k)
 
 
 @njit(**JIT)
@@ -208,19 +438,38 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     a_rs, a_ks = (1, lda) if trans_a else (lda, 1)
     lanes = VECTOR_BYTES // c.itemsize
     panel = VECTORS * lanes
-    n_full = n - n % panel
+    narrow = NARROW_VECTORS * lanes
+    n_wide, n_full = panels(n, lanes)
     rest = n - n_full
     flip = trans_a and 0 < rest <= ROWS
     m_flip = m - m % panel if flip else 0
+    strip = stack_buffer(c, STRIP_LEN)
+    # B's rows a multiple of 128 bytes apart share few L1 sets (64 sets of 64-byte
+    # lines): a strip of them evicts itself, so copy it to contiguous rows first
+    packed = ldb * c.itemsize % 128 == 0
     for k0 in range(0, max(k, 1), DEPTH):
         depth = min(DEPTH, k - k0)
         adding = 1 if k0 > 0 else 0
         a0 = a_off + k0 * a_ks
         b0 = b_off + k0 * ldb
-        for i0 in range(0, m, ROWS):
-            for j0 in range(0, n_full, panel):
-                fma_tile(ROWS, VECTORS, False, a, a0 + i0 * a_rs, a_rs, a_ks, min(ROWS, m - i0),
-                         b, b0 + j0, ldb, c, c_off + i0 * ldc + j0, ldc, 1, depth, adding)
+        if packed:
+            for j0 in range(0, n_wide, panel):
+                pack_strip(VECTORS, strip, b, b0 + j0, ldb, depth)
+                for i0 in range(0, m, ROWS):
+                    fma_tile(ROWS, VECTORS, False, a, a0 + i0 * a_rs, a_rs, a_ks,
+                             min(ROWS, m - i0), strip, 0, panel, c, c_off + i0 * ldc + j0,
+                             ldc, 1, depth, adding)
+        else:
+            for i0 in range(0, m, ROWS):
+                for j0 in range(0, n_wide, panel):
+                    fma_tile(ROWS, VECTORS, False, a, a0 + i0 * a_rs, a_rs, a_ks,
+                             min(ROWS, m - i0), b, b0 + j0, ldb, c, c_off + i0 * ldc + j0, ldc,
+                             1, depth, adding)
+        for i0 in range(0, m, NARROW_ROWS):
+            for j0 in range(n_wide, n_full, narrow):
+                fma_tile(NARROW_ROWS, NARROW_VECTORS, False, a, a0 + i0 * a_rs, a_rs, a_ks,
+                         min(NARROW_ROWS, m - i0), b, b0 + j0, ldb, c, c_off + i0 * ldc + j0,
+                         ldc, 1, depth, adding)
         for i0 in range(0, m_flip, panel):
             fma_tile(ROWS, VECTORS, True, b, b0 + n_full, 1, ldb, rest, a, a0 + i0, a_ks,
                      c, c_off + i0 * ldc + n_full, 1, ldc, depth, adding)
@@ -230,24 +479,59 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
                   b_off + n_full, ldb, zero, c, c_off + m_flip * ldc + n_full, ldc)
 
 
-# tile_gemm is called through a C entry point, by name, like BLAS: Numba links (and
+@njit(**JIT)
+def product(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """Row-major C = op(A) @ op(B) (blas.gemm's layout with alpha = 1, beta = 0) by the
+    tiles where they measured faster than BLAS on the bench host, else by BLAS:
+    - A @ B^T (dX): dot tiles while A (m x k) fits in half of L2;
+    - A @ B with n >= MIN_COLS and either n <= MAX_COLS (W1's narrow layers) or at
+      most MAX_BATCH rows of C (wide layers on small batches);
+    - A^T @ B (dW) likewise, with the batch (k) <= MAX_BATCH."""
+    if trans_b:
+        tiles = trans_a == 0 and m * k * c.itemsize <= DOT_A_BYTES
+    else:
+        batch = k if trans_a else m
+        tiles = MIN_COLS * 4 // c.itemsize <= n and (n <= MAX_COLS or batch <= MAX_BATCH)
+    if not tiles:
+        one, zero = c.dtype.type(1.0), c.dtype.type(0.0)
+        blas_gemm(trans_a, trans_b, m, n, k, one, a, a_off, lda, b, b_off, ldb, zero, c, c_off,
+                  ldc)
+    elif trans_b:
+        gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+    else:
+        tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+
+
+# `product` is called through a C entry point, by name, like BLAS: Numba links (and
 # re-optimises) the code of every function a kernel calls into that kernel and into
 # each kernel up the call chain, and tile_gemm linked into the dense kernels made the
 # cold first fit 1.6 s slower (15.5 s against 13.9). Through the symbol it is
-# compiled (and cached) once per dtype.
-_SYMBOLS = {types.float32: "fastmlp_tile_gemm_f32", types.float64: "fastmlp_tile_gemm_f64"}
+# compiled (and cached) once per dtype, and a caller's call is one instruction.
+_SYMBOLS = {types.float32: "fastmlp_gemm_f32", types.float64: "fastmlp_gemm_f64"}
 
 
 def _register_entry(dtype):
-    """Compile tile_gemm's C entry point for `dtype` and make it linkable by name."""
+    """Compile product's C entry point for `dtype` and make it linkable by name."""
     p, i = types.CPointer(dtype), types.int64
 
-    @cfunc(types.void(i, i, i, i, p, i, i, i, p, i, i, i, p, i, i, i), cache=CACHE,
+    @cfunc(types.void(i, i, i, i, i, p, i, i, i, p, i, i, i, p, i, i, i), cache=CACHE,
            error_model="numpy", fastmath=FASTMATH)
-    def entry(trans_a, m, n, k, a, a_len, a_off, lda, b, b_len, b_off, ldb, c, c_len, c_off,
-              ldc):
-        tile_gemm(trans_a, m, n, k, carray(a, (a_len,)), a_off, lda, carray(b, (b_len,)), b_off,
-                  ldb, carray(c, (c_len,)), c_off, ldc)
+    def entry(trans_a, trans_b, m, n, k, a, a_len, a_off, lda, b, b_len, b_off, ldb, c, c_len,
+              c_off, ldc):
+        a_, b_, c_ = carray(a, (a_len,)), carray(b, (b_len,)), carray(c, (c_len,))
+        if trans_b:
+            tiles = trans_a == 0 and m * k * c_.itemsize <= DOT_A_BYTES
+        else:
+            batch = k if trans_a else m
+            tiles = MIN_COLS * 4 // c_.itemsize <= n and (n <= MAX_COLS or batch <= MAX_BATCH)
+        if not tiles:
+            one, zero = c_.dtype.type(1.0), c_.dtype.type(0.0)
+            blas_gemm(trans_a, trans_b, m, n, k, one, a_, a_off, lda, b_, b_off, ldb, zero, c_,
+                      c_off, ldc)
+        elif trans_b:
+            gemm_bt(m, n, k, a_, a_off, lda, b_, b_off, ldb, c_, c_off, ldc)
+        else:
+            tile_gemm(trans_a, m, n, k, a_, a_off, lda, b_, b_off, ldb, c_, c_off, ldc)
 
     llvm.add_symbol(_SYMBOLS[dtype], entry.address)
     return entry
@@ -257,24 +541,30 @@ _ENTRIES = [_register_entry(t) for t in _SYMBOLS]
 
 
 @intrinsic
-def call_tile_gemm(typingctx, trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
-    """tile_gemm(...) through its C entry point (arguments as tile_gemm's, ints int64)."""
+def gemm(typingctx, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """Row-major C = op(A) @ op(B) on blocks of flat buffers (blas.gemm's arguments
+    without alpha and beta: C is overwritten), by tiles or BLAS as `product` decides,
+    through its C entry point. Integer arguments of any type (cast to int64 here)."""
     dtype = c.dtype
     if dtype not in _SYMBOLS or a.dtype != dtype or b.dtype != dtype:
         return None
-    sig = types.void(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+    sig = types.void(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
 
     def codegen(context, builder, signature, args):
         S = signature.args
         ptr = context.get_value_type(dtype).as_pointer()
-        fnty = ir.FunctionType(ir.VoidType(), [_I64] * 4 + [ptr, _I64, _I64, _I64] * 3)
+        fnty = ir.FunctionType(ir.VoidType(), [_I64] * 5 + [ptr, _I64, _I64, _I64] * 3)
         fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[dtype])
+
+        def int64(position):
+            return context.cast(builder, args[position], S[position], types.int64)
 
         def operand(position):  # data pointer, length, offset, row stride
             arr = context.make_array(S[position])(context, builder, args[position])
-            return [arr.data, arr.nitems, args[position + 1], args[position + 2]]
+            return [arr.data, arr.nitems, int64(position + 1), int64(position + 2)]
 
-        builder.call(fn, list(args[:4]) + operand(4) + operand(7) + operand(10))
+        flags = [int64(position) for position in range(5)]
+        builder.call(fn, flags + operand(5) + operand(8) + operand(11))
         return context.get_dummy_value()
 
     return sig, codegen
