@@ -74,7 +74,7 @@ class Plan:
         """Op table for `batch_size` rows split into n_chunks: buffer ids become workspace
         offsets, and each dense op picks how dW is computed (F_TILED).
 
-        Tiled (row tiles of dW = X^T dZ, one per thread, by strided BLAS on the input
+        Tiled (row tiles of dW = X^T dZ, one per thread, by a strided GEMM on the input
         rows, straight into the gradient) whenever the rows are split into chunks:
         no per-chunk partials of W to write and fold, and the whole batch as the GEMM's
         inner dimension. Measured against per-chunk partials on the bench workloads

@@ -1,21 +1,29 @@
-"""Register-tiled GEMM for skinny products (few output columns), C = op(A) @ B.
+"""Register-tiled GEMMs for the shapes where OpenBLAS loses to its own packing:
+narrow layers (few output columns) and wide layers on small batches.
 
-OpenBLAS runs the first layer of a wide-input, narrow-output net (W1: 100 x 3072 @
-3072 x 50 forward, 3072 x 100 @ 100 x 50 for dW) at 65-70% of its own sgemm peak:
-with only 50 columns its packing is a large share of the work. These products
-need no packing: `fma_tile` keeps an R x (V vectors) block of C in vector registers
-(the "micro-kernel" of Goto & van de Geijn, "Anatomy of high-performance matrix
-multiplication", ACM TOMS 2008) while it streams a strip of A (one scalar per row,
-broadcast) and of B (V vectors per row) through L1. Measured on the bench host
-(AMD EPYC Zen 2, 1 thread, W1's shapes with K = 1536 per thread, A's rows not a
-multiple of 4 KiB apart: see `plan.input_stride`): with 48 columns 95-97 GFLOP/s
-against OpenBLAS's 69-72; with W1's 50 (2 left over) forward 76 vs 67 and dW 85 vs 65.
+OpenBLAS runs W1's first layer (100 x 3072 @ 3072 x 50 forward, 3072 x 100 @ 100 x 50
+for dW) at 65-70% of its sgemm peak, and W3's 512-wide layers at batch 32 (one
+thread's half: 32 x 512 @ 512 x 256) at about 51 GFLOP/s, half its peak: with 50
+columns, or 32 rows, packing is a large share of the work. Here:
 
-The tile is written as LLVM IR (`@intrinsic`): the accumulators are SSA values of
-vector type, so they stay in registers, and each update is one `llvm.fma` on a
-broadcast element of A. Vectors are 32 bytes (8 float32 or 4 float64 lanes: AVX2;
-LLVM splits them on narrower targets). The same code serves float32 training and
-float64 gradient checks.
+- `fma_tile` keeps an R x (V vectors) block of C in vector registers (the
+  "micro-kernel" of Goto & van de Geijn, "Anatomy of high-performance matrix
+  multiplication", ACM TOMS 2008) while it streams a strip of A (one scalar per row,
+  broadcast) and of B (V vectors per row) through L1. B's strip is copied to
+  contiguous rows only when its rows are a multiple of 128 bytes apart (they would
+  share a few L1 sets); A is never packed.
+- `dot_tile` serves C = A @ B^T (dX = dZ @ W^T): R x Q vector accumulators run along
+  the contiguous k of both operands, then each is summed across its lanes.
+
+Measured on the bench host (AMD EPYC Zen 2, 1 thread, GFLOP/s, tiles vs OpenBLAS):
+W1 (K = 1536 per thread, A's rows padded, see `plan.input_stride`) forward 76 vs 67,
+dW 84 vs 65; W3 at batch 32 forward 80 vs 51, dW 88 vs 76, dX 87 vs 51; at batch 256
+OpenBLAS is as fast or faster, and `entry` (below) picks BLAS there.
+
+Tiles are written as LLVM IR (`@intrinsic`): the accumulators are SSA values of
+vector type, so they stay in registers, and each update is one `llvm.fma`. Vectors
+are 32 bytes (8 float32 or 4 float64 lanes: AVX2; LLVM splits them on narrower
+targets). The same code serves float32 training and float64 gradient checks.
 """
 import llvmlite.binding as llvm
 import numpy as np
@@ -30,19 +38,21 @@ from .blas import gemm as blas_gemm
 ROWS = 4        # rows of C per full tile
 VECTORS = 3     # vectors of C per tile row: 4 x 3 = 12 of the 16 AVX2 registers (12
                 # independent FMA chains: 2 FMA units x 5-cycle latency need >= 10)
+NARROW_ROWS = 6     # the 6 x 2 tile covers the whole vectors of n that 3-vector panels
+NARROW_VECTORS = 2  # leave (n = 256 float32: 10 panels of 24 + 1 of 16)
 VECTOR_BYTES = 32
-NARROW_ROWS = 6     # the 2-vector tile for column counts that are not a multiple of 3 vectors
-NARROW_VECTORS = 2
 DEPTH = 128     # k per pass: a 128 x 50 float32 strip of B is 25 KiB, inside L1
-# `gemm` takes the tiles for C with MIN_COLS float32 columns (1 panel; 12 float64) up
-# to MAX_COLS; wider products are BLAS's (its packing pays for itself there)
+STRIP_LEN = DEPTH * VECTORS * VECTOR_BYTES // 4   # a packed DEPTH x panel strip of B
+DOT_A = 4       # dot tiles: 4 rows of A x 3 rows of B, 12 accumulators (3 x 4 spilled one)
+DOT_B = 3
+# Where `entry` takes the tiles (measured, see the module docstring): C = op(A) @ B with
+# n >= MIN_COLS float32 columns (12 float64) and either n <= MAX_COLS or a batch
+# dimension (m for A @ B, k for A^T @ B) <= MAX_BATCH; C = A @ B^T while A fits in
+# DOT_A_BYTES (half of L2). BLAS otherwise.
 MIN_COLS = 24
 MAX_COLS = 64
-MAX_BATCH = 128   # ... and any n >= MIN_COLS when the batch dimension is <= MAX_BATCH
-DOT_A_BYTES = 256 * 1024   # C = A @ B^T by dot tiles while A (m x k) fits in half of L2
-DOT_A = 4         # dot tiles (C = A @ B^T): 3 rows of A x 4 rows of B, 12 accumulators
-DOT_B = 3
-STRIP_LEN = DEPTH * VECTORS * VECTOR_BYTES // 4   # a packed DEPTH x panel strip of B (float32)
+MAX_BATCH = 128
+DOT_A_BYTES = 256 * 1024
 
 _I64 = ir.IntType(64)
 i64 = np.int64
@@ -427,11 +437,13 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
 
     Loops: DEPTH-long passes over k (the first overwrites C, the rest add), then
     ROWS-row blocks of C, then its column panels, so a block's strip of A is reused
-    from L1 by every panel and the pass's strip of B by every block. Columns past
-    the last full panel: when op(A) = A^T and there are at most ROWS of them, as
-    rows of C^T = B^T A^T (op(A) then supplies the vectors and B the broadcasts);
-    otherwise, and for the rows left over, by BLAS (a tile with partial vectors and
-    more broadcasts per FMA measured slower than BLAS there).
+    from L1 by every panel and the pass's strip of B by every block (with a packed
+    strip: panels outside, each packed once per pass). Columns: 3-vector panels,
+    then up to two 2-vector ones (`panels`); the columns past the last whole vector,
+    when op(A) = A^T and there are at most ROWS of them, as rows of C^T = B^T A^T
+    (op(A) then supplies the vectors and B the broadcasts); otherwise, and for the
+    rows left over, by BLAS (a tile with partial vectors and more broadcasts per FMA
+    measured slower than BLAS there).
     """
     if m == 0 or n == 0:
         return
@@ -479,39 +491,20 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
                   b_off + n_full, ldb, zero, c, c_off + m_flip * ldc + n_full, ldc)
 
 
-@njit(**JIT)
-def product(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
-    """Row-major C = op(A) @ op(B) (blas.gemm's layout with alpha = 1, beta = 0) by the
-    tiles where they measured faster than BLAS on the bench host, else by BLAS:
-    - A @ B^T (dX): dot tiles while A (m x k) fits in half of L2;
-    - A @ B with n >= MIN_COLS and either n <= MAX_COLS (W1's narrow layers) or at
-      most MAX_BATCH rows of C (wide layers on small batches);
-    - A^T @ B (dW) likewise, with the batch (k) <= MAX_BATCH."""
-    if trans_b:
-        tiles = trans_a == 0 and m * k * c.itemsize <= DOT_A_BYTES
-    else:
-        batch = k if trans_a else m
-        tiles = MIN_COLS * 4 // c.itemsize <= n and (n <= MAX_COLS or batch <= MAX_BATCH)
-    if not tiles:
-        one, zero = c.dtype.type(1.0), c.dtype.type(0.0)
-        blas_gemm(trans_a, trans_b, m, n, k, one, a, a_off, lda, b, b_off, ldb, zero, c, c_off,
-                  ldc)
-    elif trans_b:
-        gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
-    else:
-        tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
-
-
-# `product` is called through a C entry point, by name, like BLAS: Numba links (and
+# The GEMM is called through a C entry point, by name, like BLAS: Numba links (and
 # re-optimises) the code of every function a kernel calls into that kernel and into
 # each kernel up the call chain, and tile_gemm linked into the dense kernels made the
 # cold first fit 1.6 s slower (15.5 s against 13.9). Through the symbol it is
-# compiled (and cached) once per dtype, and a caller's call is one instruction.
+# compiled (and cached) once per dtype, and a caller's call is one instruction. The
+# choice between tiles and BLAS is made inside the entry point for the same reason.
 _SYMBOLS = {types.float32: "fastmlp_gemm_f32", types.float64: "fastmlp_gemm_f64"}
 
 
 def _register_entry(dtype):
-    """Compile product's C entry point for `dtype` and make it linkable by name."""
+    """Compile the GEMM's C entry point for `dtype` and make it linkable by name: row-major
+    C = op(A) @ op(B), alpha = 1, beta = 0, by the tiles where they measured faster
+    (see MIN_COLS ... DOT_A_BYTES), by BLAS otherwise. Arrays come as (pointer,
+    length) pairs."""
     p, i = types.CPointer(dtype), types.int64
 
     @cfunc(types.void(i, i, i, i, i, p, i, i, i, p, i, i, i, p, i, i, i), cache=CACHE,
@@ -543,8 +536,8 @@ _ENTRIES = [_register_entry(t) for t in _SYMBOLS]
 @intrinsic
 def gemm(typingctx, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """Row-major C = op(A) @ op(B) on blocks of flat buffers (blas.gemm's arguments
-    without alpha and beta: C is overwritten), by tiles or BLAS as `product` decides,
-    through its C entry point. Integer arguments of any type (cast to int64 here)."""
+    without alpha and beta: C is overwritten), by tiles or BLAS as the C entry point
+    decides (`_register_entry`). Integer arguments of any type (cast to int64 here)."""
     dtype = c.dtype
     if dtype not in _SYMBOLS or a.dtype != dtype or b.dtype != dtype:
         return None
