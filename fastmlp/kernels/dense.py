@@ -1,25 +1,24 @@
-"""Fully connected layer on a chunk of rows: GEMM (BLAS) + fused epilogue.
+"""Fully connected layer on a chunk of rows: GEMM + fused epilogue.
 
-Operands are C-contiguous 2-D views; they reach `gemm` as flat views (np.dot would
-work too, but its three operand layouts cost three more compilations of its
-implementation on the first run, for the same BLAS call).
+Operands are C-contiguous 2-D views; they reach `tile_gemm.gemm` (register tiles or
+BLAS, by shape) as flat views. np.dot would always take BLAS, and its three operand
+layouts cost three more compilations of its implementation on the first run.
 """
 from numba import njit
 
 from .._config import JIT
 from .activations import act_backward, bias_act_forward
-from .blas import gemm
+from .tile_gemm import gemm
 
 
 @njit(**JIT)
 def matmul(A, B, C, trans_a, trans_b):
     """C = op(A) @ op(B) for C-contiguous 2-D arrays; op transposes when trans_* is 1.
-    C (m, n) is overwritten."""
+    C (m, n) is overwritten (register tiles or BLAS, by shape: kernels/tile_gemm.py)."""
     m, n = C.shape
     k = A.shape[0] if trans_a else A.shape[1]
-    one, zero = C.dtype.type(1.0), C.dtype.type(0.0)
-    gemm(trans_a, trans_b, m, n, k, one, A.reshape(-1), 0, A.shape[1], B.reshape(-1), 0,
-         B.shape[1], zero, C.reshape(-1), 0, n)
+    gemm(trans_a, trans_b, m, n, k, A.reshape(-1), 0, A.shape[1], B.reshape(-1), 0, B.shape[1],
+         C.reshape(-1), 0, n)
 
 
 @njit(**JIT)
