@@ -48,11 +48,12 @@ DOT_B = 3
 # Where `entry` takes the tiles (measured, see the module docstring): C = op(A) @ B with
 # n >= MIN_COLS float32 columns (12 float64) and either n <= MAX_COLS or a batch
 # dimension (m for A @ B, k for A^T @ B) <= MAX_BATCH; C = A @ B^T while A fits in
-# DOT_A_BYTES (half of L2). BLAS otherwise.
+# DOT_A_BYTES (half of L2) and its rows are long enough. BLAS otherwise.
 MIN_COLS = 24
 MAX_COLS = 64
 MAX_BATCH = 128
 DOT_A_BYTES = 256 * 1024
+DOT_MIN_K_BYTES = 256   # ... and k >= 64 float32: for shorter rows the lane sums dominate
 
 _I64 = ir.IntType(64)
 i64 = np.int64
@@ -513,7 +514,8 @@ def _register_entry(dtype):
               c_off, ldc):
         a_, b_, c_ = carray(a, (a_len,)), carray(b, (b_len,)), carray(c, (c_len,))
         if trans_b:
-            tiles = trans_a == 0 and m * k * c_.itemsize <= DOT_A_BYTES
+            tiles = (trans_a == 0 and m * k * c_.itemsize <= DOT_A_BYTES
+                     and k * c_.itemsize >= DOT_MIN_K_BYTES)
         else:
             batch = k if trans_a else m
             tiles = MIN_COLS * 4 // c_.itemsize <= n and (n <= MAX_COLS or batch <= MAX_BATCH)
