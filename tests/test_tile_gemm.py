@@ -5,6 +5,7 @@ import numba
 import numpy as np
 import pytest
 
+import fastmlp as fm
 from _helpers import python_callable
 from fastmlp.kernels import blas, tile_gemm as tg
 from fastmlp.plan import input_stride
@@ -140,7 +141,6 @@ def test_two_thread_fit_through_tiles_and_padded_batch_matches_one_thread():
     batch buffer gets padded rows (stride 80) and the first layer's forward and dW go
     through the tiles (30 columns: 2 panels of 12 + 6 left over, flipped for dW). One
     thread runs the unsplit BLAS path; both must train the same weights."""
-    import fastmlp as fm
     import fastmlp.kernels.loop as L
 
     rng = np.random.default_rng(5)
@@ -168,7 +168,6 @@ def test_two_thread_column_split_fit_through_tiles_matches_one_thread(monkeypatc
     (k = 24) and dX (C = dZ @ W^T, 24 rows: as C^T = W @ dZ^T) all go through the
     tiles, and the ragged last batch (18 rows) leaves 2 rows to BLAS. One thread runs
     BLAS only; both must train the same weights."""
-    import fastmlp as fm
     import fastmlp.kernels.loop as L
     import fastmlp.plan
 
@@ -189,5 +188,33 @@ def test_two_thread_column_split_fit_through_tiles_matches_one_thread(monkeypatc
     dense = ops[:, L.F_KIND] == L.OP_DENSE
     assert (ops[dense, L.F_TILED] == L.TILE_COLS).all()
     one = fit(1)
+    for a, b in zip(two.get_weights(), one.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("make_opt", [
+    lambda: fm.Adam(1e-2, weight_decay=0.1, noise=fm.GradientNoise(0.01, 0.55, 3)),
+    lambda: fm.SGD(0.05, momentum=0.9, nesterov=True),
+])
+def test_per_tile_update_with_penalties_matches_one_thread(make_opt, monkeypatch):
+    """On 2 threads each tiled W is updated by the optimizer right after its dW tile
+    (loop.dense_weight_tiles), the other parameters in the streaming pass; one thread
+    updates everything in that pass. With L2 and L1 penalties, decoupled weight decay
+    and gradient noise (drawn by parameter index), both must train the same weights."""
+    import fastmlp.plan
+
+    monkeypatch.setattr(fastmlp.plan, "COLUMN_SPLIT", "always")
+    rng = np.random.default_rng(8)
+    X = rng.normal(size=(100, 40))
+    y = rng.integers(0, 3, size=100)
+
+    def fit(n_threads):
+        model = fm.Sequential([fm.Dense(32), fm.ReLU(), fm.Dense(32), fm.Tanh(), fm.Dense(3),
+                               fm.Softmax()], dtype=np.float64, seed=0)
+        model.fit(X, y, epochs=2, batch_size=20, optimizer=make_opt(), l2=0.01, l1=0.001,
+                  verbose=0, n_threads=n_threads)
+        return model
+
+    two, one = fit(2), fit(1)
     for a, b in zip(two.get_weights(), one.get_weights()):
         np.testing.assert_allclose(a, b, rtol=1e-9, atol=1e-12)
