@@ -26,7 +26,6 @@ are 32 bytes (8 float32 or 4 float64 lanes: AVX2; LLVM splits them on narrower
 targets). The same code serves float32 training and float64 gradient checks.
 """
 import llvmlite.binding as llvm
-import numpy as np
 from llvmlite import ir
 from numba import carray, cfunc, njit, types
 from numba.core import cgutils
@@ -56,13 +55,79 @@ DOT_A_BYTES = 256 * 1024
 DOT_MIN_K_BYTES = 256   # ... and k >= 64 float32: for shorter rows the lane sums dominate
 
 _I64 = ir.IntType(64)
-i64 = np.int64
 _I32 = ir.IntType(32)
 
 
 def lanes_of(dtype):
     """Lanes of a VECTOR_BYTES vector of `dtype` (a Numba float type)."""
     return VECTOR_BYTES * 8 // dtype.bitwidth
+
+
+def int64_args(context, builder, args, arg_types):
+    """The intrinsic's arguments with every integer cast to int64 (others as they are)."""
+    return [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
+            for v, t in zip(args, arg_types)]
+
+
+def internal_function(module, name, arg_types):
+    """(function, True) for a new noinline void function `name` of `module` with no body
+    yet, or (the existing one, False): one copy of each tile variant per module."""
+    if name in module.globals:
+        return module.globals[name], False
+    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), arg_types), name)
+    fn.linkage = "internal"
+    fn.attributes.add("noinline")
+    return fn, True
+
+
+def llvm_fma(module, value_type):
+    """The llvm.fma intrinsic for a float or a float vector type."""
+    scalar = value_type.element if isinstance(value_type, ir.VectorType) else value_type
+    name = "f32" if isinstance(scalar, ir.FloatType) else "f64"
+    if isinstance(value_type, ir.VectorType):
+        name = f"v{value_type.count}{name}"
+    return cgutils.get_or_insert_function(module, ir.FunctionType(value_type, [value_type] * 3),
+                                          f"llvm.fma.{name}")
+
+
+def row_starts(builder, base, offset, stride, n_valid, count):
+    """Pointers to rows 0..count-1 of a block (base[offset + r stride]); rows past
+    n_valid point at row n_valid - 1 (their results are dropped, not stored)."""
+    last = builder.sub(n_valid, ir.Constant(_I64, 1))
+    starts = []
+    for r in range(count):
+        row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_valid),
+                             ir.Constant(_I64, r), last)
+        starts.append(builder.gep(base, [builder.add(offset, builder.mul(row, stride))]))
+    return starts
+
+
+def counted_loop(builder, label, start, stop, step, init, step_body):
+    """A loop l = start, start + step, ... < stop carrying the SSA values `init` (phis,
+    so vector accumulators stay in registers); step_body(l, values) returns their next
+    values. Leaves the builder after the loop and returns the final values."""
+    before = builder.basic_block
+    header = builder.append_basic_block(label + ".header")
+    body = builder.append_basic_block(label + ".body")
+    done = builder.append_basic_block(label + ".done")
+    builder.branch(header)
+    builder.position_at_end(header)
+    index = builder.phi(_I64)
+    index.add_incoming(start, before)
+    phis = []
+    for v in init:
+        p = builder.phi(v.type)
+        p.add_incoming(v, before)
+        phis.append(p)
+    builder.cbranch(builder.icmp_signed("<", index, stop), body, done)
+    builder.position_at_end(body)
+    following = step_body(index, phis)
+    index.add_incoming(builder.add(index, ir.Constant(_I64, step)), builder.basic_block)
+    for p, v in zip(phis, following):
+        p.add_incoming(v, builder.basic_block)
+    builder.branch(header)
+    builder.position_at_end(done)
+    return phis
 
 
 @intrinsic
@@ -95,8 +160,7 @@ def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b
 
     def codegen(context, builder, signature, args):
         S = signature.args
-        vals = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
-                for v, t in zip(args, S)]
+        vals = int64_args(context, builder, args, S)
         ptrs = [context.make_array(S[i])(context, builder, vals[i]).data for i in (3, 8, 11)]
         ints = [vals[i] for i in (4, 5, 6, 7, 9, 10, 12, 13, 14, 15, 16)]
         fn = tile_function(context, builder.module, dtype, *shape)
@@ -113,21 +177,15 @@ def tile_function(context, module, dtype, n_r, n_v, is_scatter):
     width = lanes_of(dtype)
     fty = context.get_value_type(dtype)
     name = f"fastmlp.fma_tile.{fty}.{n_r}x{n_v}{'.scatter' if is_scatter else ''}"
-    if name in module.globals:
-        return module.globals[name]
-    fnty = ir.FunctionType(ir.VoidType(), [fty.as_pointer()] * 3 + [_I64] * 11)
-    fn = ir.Function(module, fnty, name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
+    fn, new = internal_function(module, name, [fty.as_pointer()] * 3 + [_I64] * 11)
+    if not new:
+        return fn
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
     (A, B, C, a_off_, a_rs_, a_ks_, n_rows_, b_off_, b_rs_, c_off_, c_rs_, c_cs_, depth_,
      acc_) = fn.args
     vty = ir.VectorType(fty, width)
     vptr = vty.as_pointer()
-    suffix = f"v{width}{'f32' if dtype == types.float32 else 'f64'}"
-    fma = cgutils.get_or_insert_function(module, ir.FunctionType(vty, [vty] * 3),
-                                         f"llvm.fma.{suffix}")
-    zero = ir.Constant(vty, None)
+    fma = llvm_fma(module, vty)
 
     def vec_ptr(base, offset):
         return builder.bitcast(builder.gep(base, [offset]), vptr)
@@ -146,45 +204,22 @@ def tile_function(context, module, dtype, n_r, n_v, is_scatter):
             builder.store(builder.select(adding, builder.fadd(builder.load(ptr), value),
                                          value), ptr)
 
-    # row r of A; rows past n_rows re-read the last one (their results are dropped)
-    last_row = builder.sub(n_rows_, ir.Constant(_I64, 1))
-    a_rows = []
-    for r in range(n_r):
-        row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_rows_),
-                             ir.Constant(_I64, r), last_row)
-        a_rows.append(builder.gep(A, [builder.add(a_off_, builder.mul(row, a_rs_))]))
+    a_rows = row_starts(builder, A, a_off_, a_rs_, n_rows_, n_r)
     b_base = builder.gep(B, [b_off_])
 
-    entry = builder.basic_block
-    header = builder.append_basic_block("tile.header")
-    body = builder.append_basic_block("tile.body")
-    done = builder.append_basic_block("tile.done")
-    builder.branch(header)
-    builder.position_at_end(header)
-    k = builder.phi(_I64)
-    k.add_incoming(ir.Constant(_I64, 0), entry)
-    acc = []
-    for _ in range(n_r * n_v):
-        p = builder.phi(vty)
-        p.add_incoming(zero, entry)
-        acc.append(p)
-    builder.cbranch(builder.icmp_signed("<", k, depth_), body, done)
+    def k_step(k, acc):
+        b_row = builder.gep(b_base, [builder.mul(k, b_rs_)])
+        b_vecs = [load_vec(b_row, ir.Constant(_I64, v * width)) for v in range(n_v)]
+        a_step = builder.mul(k, a_ks_)
+        updated = []
+        for r in range(n_r):
+            a_val = splat(builder, builder.load(builder.gep(a_rows[r], [a_step])), vty)
+            for v in range(n_v):
+                updated.append(builder.call(fma, [a_val, b_vecs[v], acc[r * n_v + v]]))
+        return updated
 
-    builder.position_at_end(body)
-    b_row = builder.gep(b_base, [builder.mul(k, b_rs_)])
-    b_vecs = [load_vec(b_row, ir.Constant(_I64, v * width)) for v in range(n_v)]
-    a_step = builder.mul(k, a_ks_)
-    updated = []
-    for r in range(n_r):
-        a_val = splat(builder, builder.load(builder.gep(a_rows[r], [a_step])), vty)
-        for v in range(n_v):
-            updated.append(builder.call(fma, [a_val, b_vecs[v], acc[r * n_v + v]]))
-    k.add_incoming(builder.add(k, ir.Constant(_I64, 1)), body)
-    for p, u in zip(acc, updated):
-        p.add_incoming(u, body)
-    builder.branch(header)
-
-    builder.position_at_end(done)
+    acc = counted_loop(builder, "tile", ir.Constant(_I64, 0), depth_, 1,
+                       [ir.Constant(vty, None)] * (n_r * n_v), k_step)
     adding = builder.icmp_signed("!=", acc_, ir.Constant(_I64, 0))
     for r in range(n_r):
         with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, r), n_rows_)):
@@ -224,8 +259,7 @@ def dot_tile(typingctx, rows_a, rows_b, a, a_off, lda, n_a, b, b_off, ldb, n_b, 
 
     def codegen(context, builder, signature, args):
         S = signature.args
-        vals = [context.cast(builder, v, t, types.int64) if isinstance(t, types.Integer) else v
-                for v, t in zip(args, S)]
+        vals = int64_args(context, builder, args, S)
         ptrs = [context.make_array(S[i])(context, builder, vals[i]).data for i in (2, 6, 10)]
         ints = [vals[i] for i in (3, 4, 5, 7, 8, 9, 11, 12, 13)]
         builder.call(dot_function(context, builder.module, dtype, *shape), ptrs + ints)
@@ -240,61 +274,17 @@ def dot_function(context, module, dtype, n_r, n_q):
     width = lanes_of(dtype)
     fty = context.get_value_type(dtype)
     name = f"fastmlp.dot_tile.{fty}.{n_r}x{n_q}"
-    if name in module.globals:
-        return module.globals[name]
-    fn = ir.Function(module, ir.FunctionType(ir.VoidType(), [fty.as_pointer()] * 3 + [_I64] * 9),
-                     name)
-    fn.linkage = "internal"
-    fn.attributes.add("noinline")
+    fn, new = internal_function(module, name, [fty.as_pointer()] * 3 + [_I64] * 9)
+    if not new:
+        return fn
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
     A, B, C, a_off_, lda_, n_a_, b_off_, ldb_, n_b_, c_off_, ldc_, k_ = fn.args
     vty = ir.VectorType(fty, width)
     vptr = vty.as_pointer()
-    suffix = f"v{width}{'f32' if dtype == types.float32 else 'f64'}"
-    fma = cgutils.get_or_insert_function(module, ir.FunctionType(vty, [vty] * 3),
-                                         f"llvm.fma.{suffix}")
-    sfma = cgutils.get_or_insert_function(module, ir.FunctionType(fty, [fty] * 3),
-                                          f"llvm.fma.{'f32' if dtype == types.float32 else 'f64'}")
-    one = ir.Constant(_I64, 1)
-
-    def row_starts(base, off, ld, n_valid, count):
-        last = builder.sub(n_valid, one)
-        starts = []
-        for r in range(count):
-            row = builder.select(builder.icmp_signed("<", ir.Constant(_I64, r), n_valid),
-                                 ir.Constant(_I64, r), last)
-            starts.append(builder.gep(base, [builder.add(off, builder.mul(row, ld))]))
-        return starts
-
-    a_rows = row_starts(A, a_off_, lda_, n_a_, n_r)
-    b_rows = row_starts(B, b_off_, ldb_, n_b_, n_q)
+    fma, sfma = llvm_fma(module, vty), llvm_fma(module, fty)
+    a_rows = row_starts(builder, A, a_off_, lda_, n_a_, n_r)
+    b_rows = row_starts(builder, B, b_off_, ldb_, n_b_, n_q)
     k_vec = builder.sub(k_, builder.srem(k_, ir.Constant(_I64, width)))
-
-    def counted_loop(label, start, stop, step, init, step_body):
-        """A loop l = start, start + step, ... < stop carrying the values `init`;
-        step_body(l, values) returns their next values. Returns the final values."""
-        before = builder.basic_block
-        header = builder.append_basic_block(label + ".header")
-        body = builder.append_basic_block(label + ".body")
-        done = builder.append_basic_block(label + ".done")
-        builder.branch(header)
-        builder.position_at_end(header)
-        l = builder.phi(_I64)
-        l.add_incoming(start, before)
-        phis = []
-        for v in init:
-            p = builder.phi(v.type)
-            p.add_incoming(v, before)
-            phis.append(p)
-        builder.cbranch(builder.icmp_signed("<", l, stop), body, done)
-        builder.position_at_end(body)
-        nxt = step_body(l, phis)
-        l.add_incoming(builder.add(l, ir.Constant(_I64, step)), builder.basic_block)
-        for p, v in zip(phis, nxt):
-            p.add_incoming(v, builder.basic_block)
-        builder.branch(header)
-        builder.position_at_end(done)
-        return phis
 
     def vector_step(l, acc):
         a_v = [builder.load(builder.bitcast(builder.gep(r, [l]), vptr), align=4) for r in a_rows]
@@ -302,7 +292,7 @@ def dot_function(context, module, dtype, n_r, n_q):
         return [builder.call(fma, [a_v[i // n_q], b_v[i % n_q], acc[i]])
                 for i in range(n_r * n_q)]
 
-    acc = counted_loop("dot.vec", ir.Constant(_I64, 0), k_vec, width,
+    acc = counted_loop(builder, "dot.vec", ir.Constant(_I64, 0), k_vec, width,
                        [ir.Constant(vty, None)] * (n_r * n_q), vector_step)
     sums = [horizontal_sum(builder, v) for v in acc]
 
@@ -312,7 +302,7 @@ def dot_function(context, module, dtype, n_r, n_q):
         return [builder.call(sfma, [a_s[i // n_q], b_s[i % n_q], part[i]])
                 for i in range(n_r * n_q)]
 
-    sums = counted_loop("dot.tail", k_vec, k_, 1, sums, scalar_step)
+    sums = counted_loop(builder, "dot.tail", k_vec, k_, 1, sums, scalar_step)
     for i in range(n_r):
         with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, i), n_a_)):
             c_row = builder.gep(C, [builder.add(c_off_, builder.mul(ir.Constant(_I64, i), ldc_))])
@@ -353,8 +343,7 @@ def pack_strip(typingctx, n_vec, dst, src, s_off, s_rs, depth):
 
     def codegen(context, builder, signature, args):
         S = signature.args
-        s_off_, s_rs_, depth_ = [context.cast(builder, v, t, types.int64)
-                                 for v, t in zip(args[3:], S[3:])]
+        s_off_, s_rs_, depth_ = int64_args(context, builder, args[3:], S[3:])
         vptr = ir.VectorType(context.get_value_type(dtype), width).as_pointer()
         D = context.make_array(S[1])(context, builder, args[1]).data
         src_base = builder.gep(context.make_array(S[2])(context, builder, args[2]).data,
@@ -550,16 +539,13 @@ def gemm(typingctx, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, 
         ptr = context.get_value_type(dtype).as_pointer()
         fnty = ir.FunctionType(ir.VoidType(), [_I64] * 5 + [ptr, _I64, _I64, _I64] * 3)
         fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[dtype])
-
-        def int64(position):
-            return context.cast(builder, args[position], S[position], types.int64)
+        vals = int64_args(context, builder, args, S)
 
         def operand(position):  # data pointer, length, offset, row stride
-            arr = context.make_array(S[position])(context, builder, args[position])
-            return [arr.data, arr.nitems, int64(position + 1), int64(position + 2)]
+            arr = context.make_array(S[position])(context, builder, vals[position])
+            return [arr.data, arr.nitems, vals[position + 1], vals[position + 2]]
 
-        flags = [int64(position) for position in range(5)]
-        builder.call(fn, flags + operand(5) + operand(8) + operand(11))
+        builder.call(fn, vals[:5] + operand(5) + operand(8) + operand(11))
         return context.get_dummy_value()
 
     return sig, codegen
