@@ -167,6 +167,25 @@ def test_two_thread_fit_through_tiles_and_padded_batch_matches_one_thread():
     assert_same_weights(two, one)
 
 
+@pytest.mark.parametrize("batch_size, wide_split", [(32, "cols"), (64, "cols"), (65, "rows"),
+                                                     (256, "rows")])
+def test_auto_splits_wide_layers_by_columns_only_at_small_batches(batch_size, wide_split):
+    """On 2 threads the 512-wide layers of a W3-like net are split by columns while a
+    thread gets <= plan.COLUMN_SPLIT_MAX_ROWS rows, by rows above; the 10-wide head
+    never by columns (too narrow) but along its 512 inputs, and one thread tiles nothing."""
+    import fastmlp.kernels.loop as L
+
+    model = fm.Sequential([fm.Dense(512), fm.BatchNorm(), fm.ReLU(), fm.Dense(512),
+                           fm.ReLU(), fm.Dense(10), fm.Softmax()], seed=0)
+    model.build(784)
+    ops = model.plan.ops_for_batch(batch_size, 2)
+    tiled = ops[ops[:, L.F_KIND] == L.OP_DENSE, L.F_TILED]
+    wide = L.TILE_COLS if wide_split == "cols" else L.TILE_DW
+    assert list(tiled) == [wide, wide, L.TILE_K]
+    one = model.plan.ops_for_batch(batch_size, 1)
+    assert (one[:, L.F_TILED] == L.TILE_NONE).all()
+
+
 def test_two_thread_column_split_fit_through_tiles_matches_one_thread(monkeypatch):
     """A float64 net at batch 24 with its dense layers split by columns on 2 threads
     (as W3's 512-wide layers are): the forward (24 rows x 32 columns per thread), dW
