@@ -113,7 +113,8 @@ def build_fastmlp(w):
 
 
 def time_fastmlp(w, X, y, epochs, threads):
-    """(times of `epochs` epochs after one warm-up epoch, final loss) of fastmlp."""
+    """(times of `epochs` epochs after one warm-up epoch in s, the last epoch's mean
+    batch loss) of fastmlp on X (n, d) float32, y (n,) int labels."""
     _, _, batch, _, _, _, l2 = w
     model, optimizer = build_fastmlp(w)
     hist = model.fit(X, y, epochs=epochs + 1, batch_size=batch, optimizer=optimizer, l2=l2,
@@ -122,6 +123,8 @@ def time_fastmlp(w, X, y, epochs, threads):
 
 
 def time_reference(w, X, y, epochs, threads):
+    """As time_fastmlp, for the plain-numpy reference (fastmlp/reference.py) with BLAS
+    limited to `threads`."""
     from threadpoolctl import threadpool_limits
     from . import reference as ref
     hidden, bn, batch, _, _, opt, l2 = w
@@ -146,6 +149,8 @@ def time_reference(w, X, y, epochs, threads):
 
 
 def time_torch(w, X, y, epochs, threads):
+    """As time_fastmlp, for the same net in PyTorch (CPU, `threads` intra-op threads;
+    its default initialisation, so losses agree only roughly)."""
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -174,14 +179,17 @@ def time_torch(w, X, y, epochs, threads):
     for _ in range(epochs + 1):
         t0 = time.perf_counter()
         perm = torch.randperm(len(Xt), generator=gen)
+        losses = []  # detached batch losses: averaged after the clock stops
         for s in range(0, len(Xt), batch):
             idx = perm[s: s + batch]
             optimizer.zero_grad(set_to_none=True)
             loss = loss_fn(net(Xt[idx]), yt[idx])
             loss.backward()
             optimizer.step()
+            losses.append(loss.detach())
         times.append(time.perf_counter() - t0)
-    return times[1:], float(loss.item())
+    # the last epoch's mean batch loss, as fastmlp's history and the reference report it
+    return times[1:], float(torch.stack(losses).mean())
 
 
 def sgemm_gflops(threads, n=2048, reps=5):
