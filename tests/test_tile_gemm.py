@@ -75,7 +75,12 @@ def assert_same_weights(model, other):
     (5, 24, 128),     # one panel, a partial row block, exactly one k pass
     (3, 48, 129),     # rows fewer than a tile, a 1-long last k pass
     (50, 52, 1),      # 4 leftover columns (flipped when trans_a), k = 1
-    (29, 60, 77),     # 12 leftover float32 columns (BLAS), leftover rows after the flip
+    (29, 60, 77),     # 4 leftover float32 columns; A^T @ B: under a flipped panel's rows (BLAS)
+    (100, 60, 130),   # A^T @ B: B's strips packed (rows 256 bytes apart), flipped, 2 k passes
+    (150, 47, 2100),  # 7 leftover f32 columns (3 f64): 3 blocks of k for A @ B's leftover
+                      # columns, flipped 4 + 3 of them for A^T @ B
+    (97, 25, 40),     # 1 leftover column; A^T @ B: 96 rows flipped, 1 by BLAS
+    (60, 51, 300),    # 3 leftover columns
     (1, 64, 40),
     (4, 30, 0),       # k = 0: C = 0
     (32, 256, 130),   # 10 wide + 1 narrow float32 panels; A @ B^T: a k tail of 2 (f32)

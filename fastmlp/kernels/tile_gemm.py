@@ -16,9 +16,15 @@ columns, or 32 rows, packing is a large share of the work. Here:
   the contiguous k of both operands, then each is summed across its lanes.
 
 Measured on the bench host (AMD EPYC Zen 2, 1 thread, GFLOP/s, tiles vs OpenBLAS):
-W1 (K = 1536 per thread, A's rows padded, see `plan.input_stride`) forward 76 vs 67,
-dW 84 vs 65; W3 at batch 32 forward 80 vs 51, dW 88 vs 76, dX 87 vs 51; at batch 256
-OpenBLAS is as fast or faster, and `entry` (below) picks BLAS there.
+W1 (K = 1536 per thread, A's rows padded, see `plan.input_stride`) forward 87 vs 67,
+dW 84 vs 65 (the 48 tiled columns alone: 95 and 91); W3 at batch 32 forward 80 vs 51,
+dW 88 vs 76, dX 87 vs 51; at batch 256 OpenBLAS is as fast or faster, and `entry`
+(below) picks BLAS there.
+
+The n % 8 columns past the last whole vector (W1's 50 = 48 + 2, W2's 100 = 96 + 4)
+get tiles of their own (`rest_columns`, `flipped_rest_columns`): BLAS took 43 us for
+W1's forward 100 x 1536 @ 1536 x 2, a quarter of the whole product's time, and
+2-thread W1 epochs went 0.272 -> 0.221 s when the tiles replaced it.
 
 Tiles are written as LLVM IR (`@intrinsic`): the accumulators are SSA values of
 vector type, so they stay in registers, and each update is one `llvm.fma`. Vectors
@@ -44,6 +50,18 @@ DEPTH = 128     # k per pass: a 128 x 50 float32 strip of B is 25 KiB, inside L1
 STRIP_LEN = DEPTH * VECTORS * VECTOR_BYTES // 4   # a packed DEPTH x panel strip of B
 DOT_A = 4       # dot tiles: 4 rows of A x 3 rows of B, 12 accumulators (3 x 4 spilled one)
 DOT_B = 3
+# The n % lanes columns of C = A @ B past the last whole vector: C[:, n_full:] =
+# A @ (B[:, n_full:]^T)^T, by 6 x 2 dot tiles over a strip of those columns of B
+# copied to contiguous rows (REST_DEPTH of k at a time). Of C = A^T @ B: flipped,
+# C[:, n_full:]^T = B[:, n_full:]^T @ A by register tiles with a row of C^T per
+# leftover column and vectors along A's contiguous rows (FLIP_ROWS x FLIP_VECTORS
+# for 1-2 columns, ROWS x VECTORS for 3-4), FLIP_VECTORS vectors of C's rows at a time.
+REST_A = 6
+REST_B = 2
+REST_DEPTH = 1024
+REST_STRIP = REST_B * REST_DEPTH
+FLIP_ROWS = 2
+FLIP_VECTORS = 6  # a multiple of VECTORS
 # Where `entry` takes the tiles (measured, see the module docstring): C = op(A) @ B with
 # n >= MIN_COLS float32 columns (12 float64) and either n <= MAX_COLS or a batch
 # dimension (m for A @ B, k for A^T @ B) <= MAX_BATCH; C = A @ B^T while A fits in
@@ -239,10 +257,11 @@ def tile_function(context, module, dtype, n_r, n_v, is_scatter):
 
 @intrinsic
 def dot_tile(typingctx, rows_a, rows_b, a, a_off, lda, n_a, b, b_off, ldb, n_b, c, c_off, ldc,
-             k):
-    """C[i, j] = sum_{l < k} A[i, l] B[j, l] for i < n_a (<= rows_a), j < n_b (<= rows_b):
+             k, accumulate):
+    """C[i, j] (+)= sum_{l < k} A[i, l] B[j, l] for i < n_a (<= rows_a), j < n_b (<= rows_b):
     a block of C = A @ B^T with both operands' rows contiguous along k (A[i, l] =
     a[a_off + i lda + l], B[j, l] = b[b_off + j ldb + l], C[i, j] = c[c_off + i ldc + j]).
+    accumulate != 0 adds to C instead of overwriting it.
 
     Dot-product form: rows_a x rows_b vector accumulators run along k (one FMA per
     pair of rows per vector of k), then each is summed across its lanes; the k % lanes
@@ -255,13 +274,14 @@ def dot_tile(typingctx, rows_a, rows_b, a, a_off, lda, n_a, b, b_off, ldb, n_b, 
     if dtype not in (types.float32, types.float64) or a.dtype != dtype or b.dtype != dtype:
         return None
     shape = (rows_a.literal_value, rows_b.literal_value)
-    sig = types.void(rows_a, rows_b, a, a_off, lda, n_a, b, b_off, ldb, n_b, c, c_off, ldc, k)
+    sig = types.void(rows_a, rows_b, a, a_off, lda, n_a, b, b_off, ldb, n_b, c, c_off, ldc, k,
+                     accumulate)
 
     def codegen(context, builder, signature, args):
         S = signature.args
         vals = int64_args(context, builder, args, S)
         ptrs = [context.make_array(S[i])(context, builder, vals[i]).data for i in (2, 6, 10)]
-        ints = [vals[i] for i in (3, 4, 5, 7, 8, 9, 11, 12, 13)]
+        ints = [vals[i] for i in (3, 4, 5, 7, 8, 9, 11, 12, 13, 14)]
         builder.call(dot_function(context, builder.module, dtype, *shape), ptrs + ints)
         return context.get_dummy_value()
 
@@ -270,15 +290,16 @@ def dot_tile(typingctx, rows_a, rows_b, a, a_off, lda, n_a, b, b_off, ldb, n_b, 
 
 def dot_function(context, module, dtype, n_r, n_q):
     """The LLVM function of one dot_tile variant in `module` (defined on first use):
-    void (A*, B*, C*, a_off, lda, n_a, b_off, ldb, n_b, c_off, ldc, k), integers i64."""
+    void (A*, B*, C*, a_off, lda, n_a, b_off, ldb, n_b, c_off, ldc, k, accumulate),
+    integers i64."""
     width = lanes_of(dtype)
     fty = context.get_value_type(dtype)
     name = f"fastmlp.dot_tile.{fty}.{n_r}x{n_q}"
-    fn, new = internal_function(module, name, [fty.as_pointer()] * 3 + [_I64] * 9)
+    fn, new = internal_function(module, name, [fty.as_pointer()] * 3 + [_I64] * 10)
     if not new:
         return fn
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
-    A, B, C, a_off_, lda_, n_a_, b_off_, ldb_, n_b_, c_off_, ldc_, k_ = fn.args
+    A, B, C, a_off_, lda_, n_a_, b_off_, ldb_, n_b_, c_off_, ldc_, k_, acc_ = fn.args
     vty = ir.VectorType(fty, width)
     vptr = vty.as_pointer()
     fma, sfma = llvm_fma(module, vty), llvm_fma(module, fty)
@@ -303,12 +324,16 @@ def dot_function(context, module, dtype, n_r, n_q):
                 for i in range(n_r * n_q)]
 
     sums = counted_loop(builder, "dot.tail", k_vec, k_, 1, sums, scalar_step)
+    adding = builder.icmp_signed("!=", acc_, ir.Constant(_I64, 0))
     for i in range(n_r):
         with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, i), n_a_)):
             c_row = builder.gep(C, [builder.add(c_off_, builder.mul(ir.Constant(_I64, i), ldc_))])
             for j in range(n_q):
                 with builder.if_then(builder.icmp_signed("<", ir.Constant(_I64, j), n_b_)):
-                    builder.store(sums[i * n_q + j], builder.gep(c_row, [ir.Constant(_I64, j)]))
+                    ptr = builder.gep(c_row, [ir.Constant(_I64, j)])
+                    total = sums[i * n_q + j]
+                    builder.store(builder.select(adding, builder.fadd(builder.load(ptr), total),
+                                                 total), ptr)
     builder.ret_void()
     return fn
 
@@ -415,7 +440,48 @@ def gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     for j0 in range(0, n, DOT_B):
         for i0 in range(0, m, DOT_A):
             dot_tile(DOT_A, DOT_B, a, a_off + i0 * lda, lda, min(DOT_A, m - i0), b,
-                     b_off + j0 * ldb, ldb, min(DOT_B, n - j0), c, c_off + i0 * ldc + j0, ldc, k)
+                     b_off + j0 * ldb, ldb, min(DOT_B, n - j0), c, c_off + i0 * ldc + j0, ldc, k,
+                     0)
+
+
+@njit(**JIT)
+def rest_columns(m, rest, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """C (m, rest) = A (m, k) @ B (k, rest) for the few (< lanes) columns left of a
+    tiled C = A @ B: each REST_B of B's columns is copied, REST_DEPTH of k at a time,
+    to contiguous rows of a stack strip, and REST_A x REST_B dot tiles run along the
+    rows of A and of the strip (W1's 100 x 1536 @ 1536 x 2: 12 us alone, against 43 by
+    BLAS)."""
+    strip = stack_buffer(c, REST_STRIP)
+    for j0 in range(0, rest, REST_B):
+        n_b = min(REST_B, rest - j0)
+        for k0 in range(0, max(k, 1), REST_DEPTH):
+            depth = min(REST_DEPTH, k - k0)
+            for j in range(n_b):
+                for l in range(depth):
+                    strip[j * depth + l] = b[b_off + (k0 + l) * ldb + j0 + j]
+            for i0 in range(0, m, REST_A):
+                dot_tile(REST_A, REST_B, a, a_off + i0 * lda + k0, lda, min(REST_A, m - i0),
+                         strip, 0, depth, n_b, c, c_off + i0 * ldc + j0, ldc, depth,
+                         1 if k0 > 0 else 0)
+
+
+@njit(**JIT)
+def flipped_rest_columns(m, rest, depth, a, a0, a_ks, b, b0, ldb, c, c_off, ldc, adding):
+    """One k pass of C[:m, :rest] (+)= A^T @ B for the (< lanes) columns left of a tiled
+    C = A^T @ B (A stored (k, m), row stride a_ks; m a multiple of FLIP_VECTORS vectors)
+    as C^T = B^T @ A: a row of C^T per leftover column, stored lane by lane."""
+    lanes = VECTOR_BYTES // c.itemsize
+    panel = FLIP_VECTORS * lanes
+    for i0 in range(0, m, panel):
+        for r0 in range(0, rest, ROWS):
+            n_r = min(ROWS, rest - r0)
+            if n_r <= FLIP_ROWS:
+                fma_tile(FLIP_ROWS, FLIP_VECTORS, True, b, b0 + r0, 1, ldb, n_r, a, a0 + i0,
+                         a_ks, c, c_off + i0 * ldc + r0, 1, ldc, depth, adding)
+            else:
+                for j0 in range(i0, i0 + panel, VECTORS * lanes):
+                    fma_tile(ROWS, VECTORS, True, b, b0 + r0, 1, ldb, n_r, a, a0 + j0, a_ks,
+                             c, c_off + j0 * ldc + r0, 1, ldc, depth, adding)
 
 
 @njit(**JIT)
@@ -429,11 +495,9 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     ROWS-row blocks of C, then its column panels, so a block's strip of A is reused
     from L1 by every panel and the pass's strip of B by every block (with a packed
     strip: panels outside, each packed once per pass). Columns: 3-vector panels,
-    then up to two 2-vector ones (`panels`); the columns past the last whole vector,
-    when op(A) = A^T and there are at most ROWS of them, as rows of C^T = B^T A^T
-    (op(A) then supplies the vectors and B the broadcasts); otherwise, and for the
-    rows left over, by BLAS (a tile with partial vectors and more broadcasts per FMA
-    measured slower than BLAS there).
+    then up to two 2-vector ones (`panels`); the columns past the last whole vector
+    by `rest_columns`, or when op(A) = A^T by `flipped_rest_columns` (with BLAS for
+    the last m % (FLIP_VECTORS * lanes) rows).
     """
     if m == 0 or n == 0:
         return
@@ -443,8 +507,7 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     narrow = NARROW_VECTORS * lanes
     n_wide, n_full = panels(n, lanes)
     rest = n - n_full
-    flip = trans_a and 0 < rest <= ROWS
-    m_flip = m - m % panel if flip else 0
+    m_flip = m - m % (FLIP_VECTORS * lanes) if trans_a and rest > 0 else 0
     strip = stack_buffer(c, STRIP_LEN)
     # B's rows a multiple of 128 bytes apart share few L1 sets (64 sets of 64-byte
     # lines): a strip of them evicts itself, so copy it to contiguous rows first
@@ -472,10 +535,14 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
                 fma_tile(NARROW_ROWS, NARROW_VECTORS, False, a, a0 + i0 * a_rs, a_rs, a_ks,
                          min(NARROW_ROWS, m - i0), b, b0 + j0, ldb, c, c_off + i0 * ldc + j0,
                          ldc, 1, depth, adding)
-        for i0 in range(0, m_flip, panel):
-            fma_tile(ROWS, VECTORS, True, b, b0 + n_full, 1, ldb, rest, a, a0 + i0, a_ks,
-                     c, c_off + i0 * ldc + n_full, 1, ldc, depth, adding)
-    if rest > 0 and m_flip < m:
+        if m_flip > 0:
+            flipped_rest_columns(m_flip, rest, depth, a, a0, a_ks, b, b0 + n_full, ldb, c,
+                                 c_off + n_full, ldc, adding)
+    if rest == 0:
+        return
+    if not trans_a:
+        rest_columns(m, rest, k, a, a_off, lda, b, b_off + n_full, ldb, c, c_off + n_full, ldc)
+    elif m_flip < m:
         one, zero = c.dtype.type(1.0), c.dtype.type(0.0)
         blas_gemm(trans_a, 0, m - m_flip, rest, k, one, a, a_off + m_flip * a_rs, lda, b,
                   b_off + n_full, ldb, zero, c, c_off + m_flip * ldc + n_full, ldc)
