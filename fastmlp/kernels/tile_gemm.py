@@ -55,7 +55,8 @@ DOT_B = 3
 # copied to contiguous rows (REST_DEPTH of k at a time). Of C = A^T @ B: flipped,
 # C[:, n_full:]^T = B[:, n_full:]^T @ A by register tiles with a row of C^T per
 # leftover column and vectors along A's contiguous rows (FLIP_ROWS x FLIP_VECTORS
-# for 1-2 columns, ROWS x VECTORS for 3-4), FLIP_VECTORS vectors of C's rows at a time.
+# for 1-2 columns, ROWS x VECTORS for 3-4; more in groups of ROWS), FLIP_VECTORS
+# vectors of C's rows at a time.
 REST_A = 6
 REST_B = 2
 REST_DEPTH = 1024
@@ -456,8 +457,8 @@ def rest_columns(m, rest, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
         n_b = min(REST_B, rest - j0)
         for k0 in range(0, max(k, 1), REST_DEPTH):
             depth = min(REST_DEPTH, k - k0)
-            for j in range(n_b):
-                for l in range(depth):
+            for l in range(depth):  # row by row of B: each of its lines is read once
+                for j in range(n_b):
                     strip[j * depth + l] = b[b_off + (k0 + l) * ldb + j0 + j]
             for i0 in range(0, m, REST_A):
                 dot_tile(REST_A, REST_B, a, a_off + i0 * lda + k0, lda, min(REST_A, m - i0),
