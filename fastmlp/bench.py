@@ -8,7 +8,7 @@ epoch (median of >= 3 timed epochs after one warm-up epoch), samples/s, the
 effective training GFLOP/s (2 flops per multiply-add of the dense GEMMs:
 forward, dW and dX except for the first layer) and ratios measured in the same
 run, with the same thread count. Also times numpy's sgemm (2048^2) and the
-cold compile of a first fit in a fresh process with an empty Numba cache.
+cold compile of `import fastmlp` and a first fit in fresh processes with an empty Numba cache.
 
 Also, each with a verdict against its target:
   threads  fastmlp W3-b256 s/epoch at 1 and at 2 threads (10000 samples) and the
@@ -221,7 +221,11 @@ print(t_import, time.perf_counter() - t1, time.perf_counter() - t0)
 
 
 def compile_times():
-    """(cold first fit s, warm import s, warm import + first fit s) in fresh processes."""
+    """Seconds of `import fastmlp` and of a first fit in fresh processes, with an empty
+    Numba cache (cold) and then with the cache that run left (warm): dict with
+    cold_import_s, cold_first_fit_s, cold_import_plus_first_fit_s (what a first run
+    waits: kernels compile on first use, in the fit or earlier), warm_import_s,
+    warm_import_plus_first_fit_s."""
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
         runs = []
@@ -229,7 +233,10 @@ def compile_times():
             out = subprocess.run([sys.executable, "-c", _COLD_SCRIPT], env=env, check=True,
                                  capture_output=True, text=True).stdout.split()
             runs.append([float(v) for v in out])
-    return runs[0][1], runs[1][0], runs[1][2]
+    (cold_import, cold_fit, cold_total), (warm_import, _, warm_total) = runs
+    return {"cold_import_s": cold_import, "cold_first_fit_s": cold_fit,
+            "cold_import_plus_first_fit_s": cold_total, "warm_import_s": warm_import,
+            "warm_import_plus_first_fit_s": warm_total}
 
 
 def torch_available():
@@ -656,8 +663,9 @@ def target_lines(results, sgemm, compile_info):
             lines.append(f"  {r['workload']} at {100 * got:.0f}% of sgemm >= {100 * frac:.0f}%: "
                          f"{verdict(got >= frac)}")
     if compile_info:
-        cold, warm = compile_info["cold_first_fit_s"], compile_info["warm_import_plus_first_fit_s"]
-        lines.append(f"  cold first fit {cold:.1f} s <= {COLD_FIT_TARGET_S:.0f} s: "
+        cold = compile_info["cold_import_plus_first_fit_s"]
+        warm = compile_info["warm_import_plus_first_fit_s"]
+        lines.append(f"  cold import + first fit {cold:.1f} s <= {COLD_FIT_TARGET_S:.0f} s: "
                      f"{verdict(cold <= COLD_FIT_TARGET_S)}")
         lines.append(f"  warm import + first fit {warm:.2f} s <= {WARM_START_TARGET_S:.0f} s: "
                      f"{verdict(warm <= WARM_START_TARGET_S)}")
@@ -697,11 +705,11 @@ def main(argv=None):
           f"numpy {np.__version__}, torch {'absent' if not with_torch else __import__('torch').__version__}")
     compile_info = None
     if not args.no_compile:
-        cold, warm_import, warm_first = compile_times()
-        compile_info = {"cold_first_fit_s": cold, "warm_import_s": warm_import,
-                        "warm_import_plus_first_fit_s": warm_first}
-        print(f"compile: first fit with empty cache {cold:.1f} s; warm cache: import "
-              f"{warm_import:.2f} s, import + first fit {warm_first:.2f} s", flush=True)
+        compile_info = compile_times()
+        print("compile: empty cache: import {cold_import_s:.2f} s + first fit "
+              "{cold_first_fit_s:.1f} s = {cold_import_plus_first_fit_s:.1f} s; warm cache: "
+              "import {warm_import_s:.2f} s, import + first fit "
+              "{warm_import_plus_first_fit_s:.2f} s".format(**compile_info), flush=True)
     mem = run_memory(args, sz, threads)
     sgemm = sgemm_gflops(threads)
     print(f"numpy sgemm 2048^2: {sgemm:.0f} GFLOP/s", flush=True)
