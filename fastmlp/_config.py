@@ -26,8 +26,12 @@ FASTMATH = {"reassoc", "contract", "arcp", "nsz"}
 #
 # Kernels are called from other kernels only, so they get no CPython or C-function
 # wrapper: each wrapper is one more function for LLVM to compile and cache, and the
-# first fit compiles about 60 kernels (measured: the cold first fit 24% faster).
-# ENTRY is for the few functions Python calls (run_batches and friends).
+# first fit compiles about 45 kernels (measured: the cold first fit 24% faster).
+# ENTRY is for the few functions Python calls (run_batches and friends). Kernels
+# called once per batch, layer or chunk are also `late_call`ed (kernels/late_call.py):
+# linked by pointer, not compiled again into each caller. An integer constant passed
+# to a shared kernel is written np.int64(c): a bare literal makes Numba compile one
+# more copy of the callee for that value (a Literal[int] signature).
 JIT = dict(nogil=True, cache=CACHE, fastmath=FASTMATH, error_model="numpy",
            no_cpython_wrapper=True, no_cfunc_wrapper=True)
 ENTRY = dict(JIT, no_cpython_wrapper=False)

@@ -25,7 +25,7 @@ def tile_gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off,
 
 @numba.njit
 def gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
-    """tg.gemm (an intrinsic: callable from compiled code only), through the C entry point."""
+    """tg.gemm (callable from compiled code only), through its late-bound entry point."""
     tg.gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
 
 GUARD = 7.25  # every element of C's buffer outside the block must keep this value

@@ -9,6 +9,7 @@ import numpy as np
 from numba import njit
 
 from .._config import JIT
+from .late_call import late_call
 
 LINEAR = 0
 RELU = 1
@@ -66,6 +67,7 @@ def bias_act_forward(Z, b, act, alpha):
                 act_row(row, act, alpha)
 
 
+@late_call
 @njit(**JIT)
 def act_forward(X, A, act, alpha):
     """A = act(X) for a standalone activation layer. X, A (rows, d)."""
@@ -77,6 +79,7 @@ def act_forward(X, A, act, alpha):
         act_row(a, act, alpha)
 
 
+@late_call
 @njit(**JIT)
 def act_backward(dA, A, act, alpha):
     """dA[i, j] *= act'(.) in place, using the stored output A. Shapes (rows, d)."""

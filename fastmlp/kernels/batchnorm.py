@@ -12,8 +12,10 @@ from numba import njit
 
 from .._config import JIT
 from .activations import act_backward, bias_act_forward
+from .late_call import late_call
 
 
+@late_call
 @njit(**JIT)
 def bn_partial_stats(Z, shift, s1, s2):
     """s1[j] = sum_i (Z[i,j] - shift[j]), s2[j] = sum_i (Z[i,j] - shift[j])^2.
@@ -30,6 +32,7 @@ def bn_partial_stats(Z, shift, s1, s2):
             s2[j] += u * u
 
 
+@late_call
 @njit(**JIT)
 def bn_finalize_stats(s1_parts, s2_parts, n_parts, shift, n_rows, eps, momentum,
                       mean, inv_std, run_mean, run_var, update_running):
@@ -57,6 +60,7 @@ def bn_finalize_stats(s1_parts, s2_parts, n_parts, shift, n_rows, eps, momentum,
             run_var[j] = momentum * run_var[j] + (1.0 - momentum) * var
 
 
+@late_call
 @njit(**JIT)
 def bn_running_stats(run_mean, run_var, eps, mean, inv_std):
     """Evaluation mode: mean = running mean, inv_std = 1/sqrt(running var + eps)."""
@@ -65,6 +69,7 @@ def bn_running_stats(run_mean, run_var, eps, mean, inv_std):
         inv_std[j] = 1.0 / np.sqrt(np.float64(run_var[j]) + eps)
 
 
+@late_call
 @njit(**JIT)
 def bn_normalize(Z, mean, inv_std, gamma, beta, X_hat, A, act, alpha):
     """X_hat = (Z - mean) * inv_std; A = act(gamma * X_hat + beta).
@@ -82,6 +87,7 @@ def bn_normalize(Z, mean, inv_std, gamma, beta, X_hat, A, act, alpha):
     bias_act_forward(A, beta, act, alpha)
 
 
+@late_call
 @njit(**JIT)
 def bn_backward_sums(dA, A, X_hat, act, alpha, dgamma, dbeta):
     """First backward pass for one chunk.
@@ -101,6 +107,7 @@ def bn_backward_sums(dA, A, X_hat, act, alpha, dgamma, dbeta):
             dbeta[j] += g[j]
 
 
+@late_call
 @njit(**JIT)
 def bn_backward_dx(dY, X_hat, gamma, inv_std, dgamma, dbeta, n_rows, dX):
     """dX = gamma * inv_std / n * (n dY - dbeta - X_hat * dgamma).

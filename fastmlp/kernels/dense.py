@@ -4,10 +4,12 @@ Operands are C-contiguous 2-D views; they reach `tile_gemm.gemm` (register tiles
 BLAS, by shape) as flat views. np.dot would always take BLAS, and its three operand
 layouts cost three more compilations of its implementation on the first run.
 """
+import numpy as np
 from numba import njit
 
 from .._config import JIT
 from .activations import act_backward, bias_act_forward
+from .late_call import late_call
 from .tile_gemm import gemm
 
 
@@ -21,6 +23,7 @@ def matmul(A, B, C, trans_a, trans_b):
          C.reshape(-1), 0, n)
 
 
+@late_call
 @njit(**JIT)
 def dense_forward(X, W, b, Z, act, alpha):
     """Z = act(X @ W + b).
@@ -29,7 +32,7 @@ def dense_forward(X, W, b, Z, act, alpha):
     Bias and activation are applied in one pass over Z right after the GEMM,
     while Z is still in cache.
     """
-    matmul(X, W, Z, 0, 0)
+    matmul(X, W, Z, np.int64(0), np.int64(0))
     bias_act_forward(Z, b, act, alpha)
 
 
@@ -43,6 +46,7 @@ def column_sums(G, out):
             out[j] += row[j]
 
 
+@late_call
 @njit(**JIT)
 def dense_backward(X, W, A, dA, dW, db, dX, act, alpha, need_dx):
     """Backward of Z = X @ W + b, A = act(Z), for one chunk of rows.
@@ -53,12 +57,13 @@ def dense_backward(X, W, A, dA, dW, db, dX, act, alpha, need_dx):
     (n_out,) and, when need_dx, dX = dZ W^T (rows, n_in).
     """
     act_backward(dA, A, act, alpha)
-    matmul(X, dA, dW, 1, 0)
+    matmul(X, dA, dW, np.int64(1), np.int64(0))
     column_sums(dA, db)
     if need_dx:
-        matmul(dA, W, dX, 0, 1)
+        matmul(dA, W, dX, np.int64(0), np.int64(1))
 
 
+@late_call
 @njit(**JIT)
 def dense_backward_rows(W, A, dA, db, dX, act, alpha, need_dx):
     """Row-chunk part of the tiled dense backward (dW is computed later by row tiles).
@@ -68,4 +73,4 @@ def dense_backward_rows(W, A, dA, db, dX, act, alpha, need_dx):
     act_backward(dA, A, act, alpha)
     column_sums(dA, db)
     if need_dx:
-        matmul(dA, W, dX, 0, 1)
+        matmul(dA, W, dX, np.int64(0), np.int64(1))

@@ -2,9 +2,11 @@
 from numba import njit
 
 from .._config import JIT
+from .late_call import late_call
 from .rng import stream_key, uniform_at
 
 
+@late_call
 @njit(**JIT)
 def dropout_forward(X, A, M, rate, seed, stream, row0):
     """A = X * M with M[i, j] = 1 / (1 - rate) if u >= rate else 0, u uniform in (0, 1)
@@ -23,6 +25,7 @@ def dropout_forward(X, A, M, rate, seed, stream, row0):
             A[i, j] = X[i, j] * m
 
 
+@late_call
 @njit(**JIT)
 def dropout_backward(dA, M, dX):
     """dX = dA * M. All (rows, d)."""

@@ -22,6 +22,7 @@ from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats,
 from .dense import dense_backward, dense_backward_rows, dense_forward
 from .activations import act_backward, act_forward, bias_act_forward
 from .dropout import dropout_backward, dropout_forward
+from .late_call import late_call
 from .losses import margin_loss, mse, multiclass_hinge, sigmoid_bce, softmax_xent
 from .optim import step_scalars, update_blocks, update_range
 from .schedule import schedule_lr
@@ -176,6 +177,7 @@ def bn_batch_stats(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks
     barrier(team)
 
 
+@late_call
 @njit(**JIT)
 def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, n_chunks,
                  training, update_running, seed, step, dropout, team):
@@ -215,6 +217,7 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, 
                 dense_kpart_sum(ops, opf, k, params, ws, gws, n_rows, n_chunks, r0, r1)
 
 
+@late_call
 @njit(**JIT)
 def dense_forward_kpart(ops, k, params, ws, gws, n_rows, n_chunks, c):
     """Part c of dense op k's GEMM split along its inputs: X[:, k0:k1] @ W[k0:k1] into Z
@@ -228,19 +231,22 @@ def dense_forward_kpart(ops, k, params, ws, gws, n_rows, n_chunks, c):
                   ops[k, F_P0] + k0 * n_out, n_out, dst, off, n_out)
 
 
+@late_call
 @njit(**JIT)
 def dense_kpart_sum(ops, opf, k, params, ws, gws, n_rows, n_chunks, r0, r1):
     """Rows r0:r1 of dense op k after dense_forward_kpart: Z += the other partials, then
     the bias and activation epilogue."""
     n_out = ops[k, F_NOUT]
-    Z = rows(ws, ops[k, F_OUT], n_out, r0, r1)
+    z0, z1 = ops[k, F_OUT] + r0 * n_out, ops[k, F_OUT] + r1 * n_out
     for c in range(1, n_chunks):
-        add_into(rows(gws, ops[k, F_IN] + (c - 1) * n_rows * n_out, n_out, r0, r1).ravel(),
-                 Z.ravel())
+        part = ops[k, F_IN] + (c - 1) * n_rows * n_out   # partial c's (n_rows, n_out) block
+        add_into(gws[part + r0 * n_out: part + r1 * n_out], ws[z0: z1])
     p1 = ops[k, F_P1]
-    bias_act_forward(Z, params[p1: p1 + n_out], ops[k, F_ACT], opf[k, G_ALPHA])
+    bias_act_forward(rows(ws, ops[k, F_OUT], n_out, r0, r1), params[p1: p1 + n_out],
+                     ops[k, F_ACT], opf[k, G_ALPHA])
 
 
+@late_call
 @njit(**JIT)
 def dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1):
     """Columns c0:c1 of dense op k on all n_rows rows: Z[:, c0:c1] = act(X @ W[:, c0:c1]
@@ -274,6 +280,7 @@ def loss_chunk(code, margin, Z, y, T, dZ, n_rows, write_grad, general_loss):
     return softmax_xent(Z, y, dZ, inv_n, write_grad)
 
 
+@late_call
 @njit(**JIT)
 def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad, general_loss,
               team):
@@ -365,6 +372,7 @@ def bn_input_gradient(ops, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks
                        gamma, inv_std, dgamma, dbeta, n_rows, rows(gws, ops[k, F_IN], d, r0, r1))
 
 
+@late_call
 @njit(**JIT)
 def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks, dropout, team,
                   update, adaptive, extras):
@@ -398,6 +406,7 @@ def tile_rows(n_in, n_tiles):
     return (n_in + n_tiles - 1) // n_tiles
 
 
+@late_call
 @njit(**JIT)
 def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, team, update, adaptive, extras):
     """dW of tiled dense op k by row tiles, one per thread of the team, dW[i0:i1] =
@@ -425,9 +434,10 @@ def dense_weight_tiles(ops, k, params, grads, ws, gws, n_rows, team, update, ada
         gemm_by_shape(0, 1, n_rows, i1 - i0, n_out, gws, ops[k, F_OUT], n_out, params,
                       pw + i0 * n_out, n_out, gws, ops[k, F_IN] + i0, n_in)
     if apply:
+        # n_parts as np.int64: a literal 1 would compile a second copy of update_range
         update_range(kind, hyper, lr, step, params, grads, state, pw + i0 * n_out,
-                     pw + i1 * n_out, seg[ops[k, F_SEG]], 1, mu_t, mu_next, mu_prod, adaptive,
-                     extras)
+                     pw + i1 * n_out, seg[ops[k, F_SEG]], np.int64(1), mu_t, mu_next, mu_prod,
+                     adaptive, extras)
 
 
 @njit(**JIT)

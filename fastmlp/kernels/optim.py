@@ -17,6 +17,7 @@ import numpy as np
 from numba import njit
 
 from .._config import ENTRY, INLINED, JIT
+from .late_call import late_call
 from .rng import add_normal_noise, stream_key
 from .sync import share
 
@@ -72,7 +73,7 @@ def prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step):
     sigma_t^2 = eta / (1 + t)^gamma, t the 1-based step, drawn from a
     counter-based generator of (seed, step, i).
     """
-    fold_partials(grads, 1, n_parts, start, stop)
+    fold_partials(grads, np.int64(1), n_parts, start, stop)
     g = grads[0, start:stop]
     p = params[start:stop]
     t = params.dtype.type
@@ -285,7 +286,7 @@ def gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, s
         prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step)
         decay_block(params, start, stop, lr, wd)
         return g0, g0, t(0.0), t(0.0)
-    fold_partials(grads, 2, n_parts, start, stop)
+    fold_partials(grads, np.int64(2), n_parts, start, stop)
     if n_parts > 1:
         return g0, grads[1], t(1.0), t(2.0 * l2)
     return g0, g0, t(0.0), t(2.0 * l2)
@@ -327,6 +328,7 @@ def update_range(kind, hyper, lr, step, params, grads, state, start, stop, penal
                  state, start, stop, mu_t, mu_next, mu_prod, adaptive)
 
 
+@late_call
 @njit(**JIT)
 def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts,
                   mu_t, mu_next, mu_prod, adaptive, extras, team):

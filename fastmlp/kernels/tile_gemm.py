@@ -18,7 +18,7 @@ columns, or 32 rows, packing is a large share of the work. Here:
 Measured on the bench host (AMD EPYC Zen 2, 1 thread, GFLOP/s, tiles vs OpenBLAS):
 W1 (K = 1536 per thread, A's rows padded, see `plan.input_stride`) forward 87 vs 67,
 dW 84 vs 65 (the 48 tiled columns alone: 95 and 91); W3 at batch 32 forward 80 vs 51,
-dW 88 vs 76, dX 87 vs 51; at batch 256 OpenBLAS is as fast or faster, and `entry`
+dW 88 vs 76, dX 87 vs 51; at batch 256 OpenBLAS is as fast or faster, and `gemm_entry`
 (below) picks BLAS there.
 
 The n % 8 columns past the last whole vector (W1's 50 = 48 + 2, W2's 100 = 96 + 4)
@@ -31,14 +31,15 @@ vector type, so they stay in registers, and each update is one `llvm.fma`. Vecto
 are 32 bytes (8 float32 or 4 float64 lanes: AVX2; LLVM splits them on narrower
 targets). The same code serves float32 training and float64 gradient checks.
 """
-import llvmlite.binding as llvm
+import numpy as np
 from llvmlite import ir
-from numba import carray, cfunc, njit, types
+from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._config import CACHE, FASTMATH, JIT
+from .._config import INLINED, JIT
 from .blas import gemm as blas_gemm
+from .late_call import late_call
 
 ROWS = 4        # rows of C per full tile
 VECTORS = 3     # vectors of C per tile row: 4 x 3 = 12 of the 16 AVX2 registers (12
@@ -432,7 +433,7 @@ def panels(n, lanes):
     return n_wide, n_wide + n_narrow * NARROW_VECTORS * lanes
 
 
-@njit(**JIT)
+@njit(**INLINED)
 def gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """Row-major C (m, n) = A (m, k) @ B^T, B stored (n, k) (dX = dZ @ W^T of a dense
     layer) by dot tiles: both operands are read along their contiguous rows, so
@@ -445,7 +446,7 @@ def gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
                      0)
 
 
-@njit(**JIT)
+@njit(**INLINED)
 def rest_columns(m, rest, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """C (m, rest) = A (m, k) @ B (k, rest) for the few (< lanes) columns left of a
     tiled C = A @ B: each REST_B of B's columns is copied, REST_DEPTH of k at a time,
@@ -466,7 +467,7 @@ def rest_columns(m, rest, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
                          1 if k0 > 0 else 0)
 
 
-@njit(**JIT)
+@njit(**INLINED)
 def flipped_rest_columns(m, rest, depth, a, a0, a_ks, b, b0, ldb, c, c_off, ldc, adding):
     """One k pass of C[:m, :rest] (+)= A^T @ B for the (< lanes) columns left of a tiled
     C = A^T @ B (A stored (k, m), row stride a_ks; m a multiple of FLIP_VECTORS vectors)
@@ -485,7 +486,7 @@ def flipped_rest_columns(m, rest, depth, a, a0, a_ks, b, b0, ldb, c, c_off, ldc,
                              c, c_off + j0 * ldc + r0, 1, ldc, depth, adding)
 
 
-@njit(**JIT)
+@njit(**INLINED)
 def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """Row-major C = op(A) @ B on blocks of flat buffers (the layout of blas.gemm with
     alpha = 1, beta = 0, trans_b = 0): C (m, n) at c[c_off] with row stride ldc, A
@@ -545,75 +546,45 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
         rest_columns(m, rest, k, a, a_off, lda, b, b_off + n_full, ldb, c, c_off + n_full, ldc)
     elif m_flip < m:
         one, zero = c.dtype.type(1.0), c.dtype.type(0.0)
-        blas_gemm(trans_a, 0, m - m_flip, rest, k, one, a, a_off + m_flip * a_rs, lda, b,
-                  b_off + n_full, ldb, zero, c, c_off + m_flip * ldc + n_full, ldc)
+        blas_gemm(trans_a, np.int64(0), m - m_flip, rest, k, one, a, a_off + m_flip * a_rs,
+                  lda, b, b_off + n_full, ldb, zero, c, c_off + m_flip * ldc + n_full, ldc)
 
 
-# The GEMM is called through a C entry point, by name, like BLAS: Numba links (and
-# re-optimises) the code of every function a kernel calls into that kernel and into
-# each kernel up the call chain, and tile_gemm linked into the dense kernels made the
-# cold first fit 1.6 s slower (15.5 s against 13.9). Through the symbol it is
-# compiled (and cached) once per dtype, and a caller's call is one instruction. The
-# choice between tiles and BLAS is made inside the entry point for the same reason.
-_SYMBOLS = {types.float32: "fastmlp_gemm_f32", types.float64: "fastmlp_gemm_f64"}
+# Kernels reach the GEMM through `late_call` (kernels/late_call.py): Numba would
+# otherwise link (and re-optimise) its code into every kernel that calls it and into
+# each kernel up the call chain (tile_gemm linked into the dense kernels made the
+# cold first fit 1.6 s slower, 15.5 s against 13.9). Through the pointer it is
+# compiled (and cached) once per dtype, on first use; the choice between tiles and
+# BLAS is made inside it for the same reason. gemm_bt, tile_gemm and the leftover
+# column functions (one caller each) are inlined into it, not compiled on their own
+# and then linked in again (the cold first fit 0.3 s faster).
+@late_call
+@njit(**JIT)
+def gemm_entry(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """`gemm` with int64 integers: by the tiles where they measured faster (see
+    MIN_COLS ... DOT_A_BYTES), by BLAS otherwise."""
+    if trans_b:
+        tiles = (trans_a == 0 and m * k * c.itemsize <= DOT_A_BYTES
+                 and k * c.itemsize >= DOT_MIN_K_BYTES)
+    else:
+        batch = k if trans_a else m
+        tiles = MIN_COLS * 4 // c.itemsize <= n and (n <= MAX_COLS or batch <= MAX_BATCH)
+    if not tiles:
+        one, zero = c.dtype.type(1.0), c.dtype.type(0.0)
+        blas_gemm(trans_a, trans_b, m, n, k, one, a, a_off, lda, b, b_off, ldb, zero, c, c_off,
+                  ldc)
+    elif trans_b:
+        gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+    else:
+        tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
 
 
-def _register_entry(dtype):
-    """Compile the GEMM's C entry point for `dtype` and make it linkable by name: row-major
-    C = op(A) @ op(B), alpha = 1, beta = 0, by the tiles where they measured faster
-    (see MIN_COLS ... DOT_A_BYTES), by BLAS otherwise. Arrays come as (pointer,
-    length) pairs."""
-    p, i = types.CPointer(dtype), types.int64
-
-    @cfunc(types.void(i, i, i, i, i, p, i, i, i, p, i, i, i, p, i, i, i), cache=CACHE,
-           error_model="numpy", fastmath=FASTMATH)
-    def entry(trans_a, trans_b, m, n, k, a, a_len, a_off, lda, b, b_len, b_off, ldb, c, c_len,
-              c_off, ldc):
-        a_, b_, c_ = carray(a, (a_len,)), carray(b, (b_len,)), carray(c, (c_len,))
-        if trans_b:
-            tiles = (trans_a == 0 and m * k * c_.itemsize <= DOT_A_BYTES
-                     and k * c_.itemsize >= DOT_MIN_K_BYTES)
-        else:
-            batch = k if trans_a else m
-            tiles = MIN_COLS * 4 // c_.itemsize <= n and (n <= MAX_COLS or batch <= MAX_BATCH)
-        if not tiles:
-            one, zero = c_.dtype.type(1.0), c_.dtype.type(0.0)
-            blas_gemm(trans_a, trans_b, m, n, k, one, a_, a_off, lda, b_, b_off, ldb, zero, c_,
-                      c_off, ldc)
-        elif trans_b:
-            gemm_bt(m, n, k, a_, a_off, lda, b_, b_off, ldb, c_, c_off, ldc)
-        else:
-            tile_gemm(trans_a, m, n, k, a_, a_off, lda, b_, b_off, ldb, c_, c_off, ldc)
-
-    llvm.add_symbol(_SYMBOLS[dtype], entry.address)
-    return entry
-
-
-_ENTRIES = [_register_entry(t) for t in _SYMBOLS]
-
-
-@intrinsic
-def gemm(typingctx, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+@njit(**INLINED)
+def gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """Row-major C = op(A) @ op(B) on blocks of flat buffers (blas.gemm's arguments
-    without alpha and beta: C is overwritten), by tiles or BLAS as the C entry point
-    decides (`_register_entry`). Integer arguments of any type (cast to int64 here)."""
-    dtype = c.dtype
-    if dtype not in _SYMBOLS or a.dtype != dtype or b.dtype != dtype:
-        return None
-    sig = types.void(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
-
-    def codegen(context, builder, signature, args):
-        S = signature.args
-        ptr = context.get_value_type(dtype).as_pointer()
-        fnty = ir.FunctionType(ir.VoidType(), [_I64] * 5 + [ptr, _I64, _I64, _I64] * 3)
-        fn = cgutils.get_or_insert_function(builder.module, fnty, _SYMBOLS[dtype])
-        vals = int64_args(context, builder, args, S)
-
-        def operand(position):  # data pointer, length, offset, row stride
-            arr = context.make_array(S[position])(context, builder, vals[position])
-            return [arr.data, arr.nitems, vals[position + 1], vals[position + 2]]
-
-        builder.call(fn, vals[:5] + operand(5) + operand(8) + operand(11))
-        return context.get_dummy_value()
-
-    return sig, codegen
+    without alpha and beta: C is overwritten), by tiles or BLAS (`gemm_entry`).
+    Integer arguments of any type (cast to int64 here, so every caller shares one
+    compiled entry per dtype)."""
+    i = np.int64
+    gemm_entry(i(trans_a), i(trans_b), i(m), i(n), i(k), a, i(a_off), i(lda), b, i(b_off),
+               i(ldb), c, i(c_off), i(ldc))
