@@ -1,4 +1,9 @@
-"""tqdm progress bar over all updates of a fit, or nothing when verbose=0."""
+"""tqdm progress bar over all updates of a fit, or nothing when verbose=0, and a notice
+while the kernels compile."""
+import sys
+import time
+
+from numba.core import event
 
 
 class Progress:
@@ -27,3 +32,48 @@ class Progress:
     def close(self):
         if self.bar is not None:
             self.bar.close()
+
+
+
+class CompileNotice(event.Listener):
+    """Context manager: while active and verbose, a line on stderr when Numba starts
+    compiling and one when that compile is done. With an empty cache the first fit of a
+    configuration spends about 15 s compiling before its first step, which would
+    otherwise look like a hang; later runs load the kernels from the on-disk cache.
+
+    A listener of Numba's "numba:compile" events (numba.core.event); nested compiles (a
+    kernel typing its callees) are one compile, and only the first is reported.
+    """
+
+    def __init__(self, verbose, stream=None):
+        self.verbose = verbose
+        self.stream = stream   # default sys.stderr
+        self.depth = 0
+        self.t0 = None
+        self.reported = False
+
+    def __enter__(self):
+        if self.verbose:
+            event.register("numba:compile", self)
+        return self
+
+    def __exit__(self, *exc):
+        if self.verbose:
+            event.unregister("numba:compile", self)
+        return False
+
+    def on_start(self, ev):
+        self.depth += 1
+        if self.depth == 1 and not self.reported:
+            self.t0 = time.perf_counter()
+            self._say("fastmlp: compiling kernels for this configuration (first use only; "
+                      "later runs load them from Numba's on-disk cache) ...")
+
+    def on_end(self, ev):
+        self.depth -= 1
+        if self.depth == 0 and not self.reported:
+            self.reported = True
+            self._say(f"fastmlp: compiled in {time.perf_counter() - self.t0:.1f} s")
+
+    def _say(self, text):
+        print(text, file=self.stream or sys.stderr, flush=True)

@@ -132,9 +132,10 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
           total_updates, callbacks, augment=None):
     """Run fit's loop: epochs (or exactly total_updates updates), callbacks between epochs.
     data, val: (X, y labels, T targets) as Sequential._prepare returns them (val may be None)."""
-    from .progress import Progress
+    from .progress import CompileNotice, Progress
     run = EpochRunner(model, data, batch_size, n_threads, seed, augment)
-    history.initial = model._metrics(data, val, run.n_chunks)
+    with CompileNotice(verbose):   # a cold cache compiles here (one signature for all modes)
+        history.initial = model._metrics(data, val, run.n_chunks)
     remaining = epochs * run.steps_per_epoch if total_updates is None else total_updates
     # ~20 progress updates per epoch when verbose; one compiled call per epoch otherwise
     chunk = max(1, run.steps_per_epoch // 20) if verbose else run.steps_per_epoch

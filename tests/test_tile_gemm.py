@@ -125,7 +125,7 @@ def test_gemm_dispatch_matches_numpy(dtype, trans_a, trans_b, n, m, k):
 def test_tile_gemm_is_what_dispatch_runs_for_skinny_products(trans_a, trans_b, m, n, k):
     """Guards the dispatch rule: these float32 products must not go to BLAS (the tiles
     sum k in their own order, so the two results differ in rounding). `gemm` reaches
-    the tiles through their C entry point, so this also checks that path."""
+    the tiles through their late-bound entry point, so this also checks that path."""
     rng = np.random.default_rng(1)
     A = rng.normal(size=(k, m) if trans_a else (m, k)).astype(np.float32)
     B = rng.normal(size=(n, k) if trans_b else (k, n)).astype(np.float32)
