@@ -68,7 +68,9 @@ llvm.add_symbol(_FILL_SYMBOL, ctypes.cast(_fill_slot, ctypes.c_void_p).value)
 def late_call(dispatcher):
     """Decorator for an njit `dispatcher`: an intrinsic taking its arguments that calls it
     through a slot filled on first use (see the module docstring) and returns its result.
-    The dispatcher stays reachable as `.dispatcher`."""
+    The dispatcher stays reachable as `.dispatcher`. For module-level functions only: the
+    callback finds the callee again by module and name (in a process that loaded the
+    caller from the cache, nothing else names it)."""
     py_func = dispatcher.py_func
 
     @intrinsic
