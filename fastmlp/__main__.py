@@ -136,22 +136,41 @@ def cmd_evaluate(args):
     return 0
 
 
+def first_varying_window(X, width):
+    """Start of the first run of `width` consecutive columns of X (samples, features) that
+    all vary across its rows (MNIST's first pixels are border pixels, 0 in every image:
+    a gradient check on them compares zeros); 0 when there is none."""
+    varies = np.ptp(X, axis=0) > 0   # not std: float32 rounding makes it > 0 for equal values
+    run = 0
+    for j, v in enumerate(varies):
+        run = run + 1 if v else 0
+        if run == width:
+            return j - width + 1
+    return 0
+
+
 def cmd_gradcheck(args):
     import fastmlp as fm
     (Xtr, ytr), _, _ = load_dataset(args.data, args.path, args.n_val)
-    stop = args.offset + args.features
-    if stop > Xtr.shape[1] or args.samples > len(Xtr):
+    if args.features > Xtr.shape[1] or args.samples > len(Xtr):
         raise SystemExit(f"{args.data} has {Xtr.shape[1]} features and {len(Xtr)} samples")
-    X = Xtr[:args.samples, args.offset:stop].astype(np.float64)
+    offset = args.offset
+    if offset is None:
+        offset = first_varying_window(Xtr[:args.samples], args.features)
+    stop = offset + args.features
+    if stop > Xtr.shape[1]:
+        raise SystemExit(f"--offset {offset} + --features {args.features} > the "
+                         f"{Xtr.shape[1]} features of {args.data}")
+    X = Xtr[:args.samples, offset:stop].astype(np.float64)
     y = ytr[:args.samples]
-    if np.all(X.std(axis=0) == 0):
-        print(f"warning: features {args.offset}..{stop - 1} are constant in these samples "
-              f"(MNIST's border pixels are); try --offset 300")
+    if np.all(np.ptp(X, axis=0) == 0):
+        print(f"warning: features {offset}..{stop - 1} are constant in these samples "
+              f"(MNIST's border pixels are); a check on them says little")
     model = build_model(args.hidden, args.bn, args.seed, dtype=np.float64)
     model.build(X.shape[1])
     table = fm.check_gradients(model, X, y, l2=args.l2, h=args.h, max_entries=args.max_entries)
     print(f"gradient check: layers {args.hidden} {'with' if args.bn else 'without'} BN, "
-          f"{len(X)} samples x features {args.offset}..{stop - 1}, l2={args.l2}, float64")
+          f"{len(X)} samples x features {offset}..{stop - 1}, l2={args.l2}, float64")
     print(table)
     print(f"max relative error: {table.max_rel_error:.2e}")
     return 0
@@ -216,8 +235,9 @@ def build_parser():
     _add_data_options(g)
     _add_net_options(g, [50, 50])
     g.add_argument("--features", type=int, default=10, help="input features used (default 10)")
-    g.add_argument("--offset", type=int, default=0,
-                   help="index of the first feature used (default 0)")
+    g.add_argument("--offset", type=int, default=None,
+                   help="index of the first feature used (default: the first run of "
+                        "--features columns that vary across the samples)")
     g.add_argument("--samples", type=int, default=20, help="training samples used (default 20)")
     g.add_argument("--l2", type=float, default=0.0, help="l2 penalty in the cost (default 0)")
     g.add_argument("--h", type=float, default=1e-5, help="finite-difference step (default 1e-5)")

@@ -3,10 +3,11 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 import fastmlp as fm
-from fastmlp.__main__ import build_parser, load_dataset, main
+from fastmlp.__main__ import build_parser, first_varying_window, load_dataset, main
 
 TINY = ["--epochs", "1", "--hidden", "16", "--quiet", "--threads", "1"]
 
@@ -71,10 +72,38 @@ def test_gradcheck_prints_the_table(capsys):
 
 
 def test_gradcheck_without_bn_warns_on_constant_features(capsys):
-    assert main(["gradcheck", "--hidden", "4", "--no-bn", "--samples", "5",
+    assert main(["gradcheck", "--hidden", "4", "--no-bn", "--samples", "5", "--offset", "0",
                  "--max-entries", "3", "--threads", "1"]) == 0
     out = capsys.readouterr().out
     assert "are constant" in out and "| 2 | W | 4x10 |" in out
+
+
+def test_gradcheck_default_features_vary(capsys):
+    """Without --offset the check starts at the first run of features that vary across the
+    samples: MNIST's first pixels are border pixels, and a check on them compares zeros."""
+    assert main(["gradcheck", "--hidden", "4", "--samples", "8", "--max-entries", "3",
+                 "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    first, last = map(int, re.search(r"features (\d+)\.\.(\d+)", out).groups())
+    assert "are constant" not in out and first > 0 and last - first == 9
+    w_errors = [float(m) for m in re.findall(r"\| \d+ \| W \| \S+ \| \d+ \| (\S+)", out)]
+    assert w_errors and max(w_errors) < 1e-4
+
+
+@pytest.mark.parametrize("columns, width, start", [
+    ("0011111", 3, 2),        # the first varying run long enough
+    ("0110111", 2, 1),
+    ("0110111", 3, 4),        # a shorter run before is skipped
+    ("1110000", 3, 0),
+    ("0101010", 2, 0),        # none: 0
+])
+def test_first_varying_window(columns, width, start):
+    rng = np.random.default_rng(0)
+    X = np.ones((5, len(columns)), np.float32)
+    for j, c in enumerate(columns):
+        if c == "1":
+            X[:, j] = rng.normal(size=5)
+    assert first_varying_window(X, width) == start
 
 
 def test_no_output_folder_when_out_is_empty(tmp_path, monkeypatch, capsys):
