@@ -34,7 +34,6 @@ class Progress:
             self.bar.close()
 
 
-
 class CompileNotice(event.Listener):
     """Context manager: while active and verbose, a line on stderr when Numba starts
     compiling and one when that compile is done. With an empty cache the first fit of a
