@@ -13,7 +13,7 @@ from .losses import get_loss
 from .model import DivergenceError, Sequential
 from .augment import Augment
 from .callbacks import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint, ReduceLROnPlateau
-from .optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, GradientNoise, Nadam, Optimizer,
+from .optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, GradientNoise, Lion, Nadam, Optimizer,
                          RMSprop)
 from .schedules import Constant, CosineAnnealing, CyclicLR, ExponentialDecay, Schedule, StepDecay
 
@@ -28,7 +28,8 @@ __all__ = [
     "Schedule", "StepDecay",
     "Activation", "Adam", "BatchNorm", "BatchNormalization", "Constant", "CyclicLR", "Dense",
     "DivergenceError", "History", "Layer", "LeakyReLU", "Linear", "Model", "Optimizer", "ReLU",
-    "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "check_gradients", "get_num_threads", "set_num_threads",
+    "Lion", "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "check_gradients", "get_num_threads",
+    "set_num_threads",
 ]
 
 # Saving/loading, the run report; plots (matplotlib) load on first use: fm.plots.plot_history(...)

@@ -176,6 +176,26 @@ def cmd_gradcheck(args):
     return 0
 
 
+def cmd_cache(args):
+    """Print where compiled kernels are cached (and how much is there); --clear deletes
+    every fastmlp build's folder in that place."""
+    import shutil
+    from fastmlp import _config
+    root = _config.cache_root()
+    builds = sorted(root.glob("fastmlp-*")) if root.is_dir() else []
+    print(f"kernel cache: {root}")
+    print(f"this build:   {_config.CACHE_FOLDER}" + ("" if _config.CACHE else " (disabled by "
+                                                        "FASTMLP_NO_CACHE)"))
+    for folder in builds:
+        size = sum(f.stat().st_size for f in folder.rglob("*") if f.is_file())
+        print(f"  {folder.name}: {size / 1e6:.1f} MB")
+    if args.clear:
+        for folder in builds:
+            shutil.rmtree(folder, ignore_errors=True)
+        print(f"removed {len(builds)} folder(s)")
+    return 0
+
+
 def _add_data_options(p, default="mnist"):
     p.add_argument("--data", default=default, choices=["mnist", "fashion-mnist", "cifar10"],
                    help="dataset (default: %(default)s; without --path the bundled MNIST subset)")
@@ -243,10 +263,14 @@ def build_parser():
     g.add_argument("--h", type=float, default=1e-5, help="finite-difference step (default 1e-5)")
     g.add_argument("--max-entries", type=int, default=None,
                    help="check at most this many entries per array (default: all)")
+    c = sub.add_parser("cache", help="where compiled kernels are cached; --clear deletes them")
+    c.add_argument("--clear", action="store_true", help="delete every fastmlp build's cache folder")
+    c.set_defaults(threads=None)
     return p
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck}
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "gradcheck": cmd_gradcheck,
+            "cache": cmd_cache}
 
 
 def main(argv=None):

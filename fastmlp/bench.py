@@ -67,7 +67,8 @@ SPEEDUP_TARGET = 1.6
 RATIO_TARGETS = {"W1": {"torch": 3.0, "numpy": 4.0}, "W2": {"torch": 2.5},
                  "W3-b256": {"torch": 1.3}, "W3-b32": {"torch": 2.0}}
 SGEMM_FRACTION_TARGET = {"W3-b256": 0.60}
-COLD_FIT_TARGET_S = 15.0
+COLD_FIT_TARGET_S = 20.0
+CONTENDED_TOLERANCE = 0.10   # --contended: default threads at most 10% slower than 1
 WARM_START_TARGET_S = 1.0
 OVERHEAD_TARGET_MB = 300
 MB = 1e6
@@ -215,7 +216,9 @@ X = np.random.default_rng(0).standard_normal((200, 32)).astype(np.float32)
 y = np.arange(200) % 10
 m = fm.Sequential([fm.Dense(16), fm.BatchNorm(), fm.ReLU(), fm.Dense(10), fm.Softmax()], seed=0)
 t1 = time.perf_counter()
-m.fit(X, y, epochs=1, batch_size=50, optimizer=fm.SGD(0.01), verbose=0)
+from fastmlp.progress import CompileNotice
+with CompileNotice(1):   # the notice a fit(verbose=1) shows, on stderr
+    m.fit(X, y, epochs=1, batch_size=50, optimizer=fm.SGD(0.01), verbose=0)
 print(t_import, time.perf_counter() - t1, time.perf_counter() - t0)
 """
 
@@ -225,18 +228,20 @@ def compile_times():
     Numba cache (cold) and then with the cache that run left (warm): dict with
     cold_import_s, cold_first_fit_s, cold_import_plus_first_fit_s (what a first run
     waits: kernels compile on first use, in the fit or earlier), warm_import_s,
-    warm_import_plus_first_fit_s."""
+    warm_import_plus_first_fit_s, and cold_notice: the compile notice the cold fit
+    printed on stderr (empty if none)."""
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        runs = []
+        env = dict(os.environ, NUMBA_CACHE_DIR=cache, FASTMLP_CACHE_DIR=cache)
+        runs, notices = [], []
         for _ in range(2):
-            out = subprocess.run([sys.executable, "-c", _COLD_SCRIPT], env=env, check=True,
-                                 capture_output=True, text=True).stdout.split()
-            runs.append([float(v) for v in out])
+            done = subprocess.run([sys.executable, "-c", _COLD_SCRIPT], env=env, check=True,
+                                  capture_output=True, text=True)
+            runs.append([float(v) for v in done.stdout.split()])
+            notices.append(done.stderr.strip())
     (cold_import, cold_fit, cold_total), (warm_import, _, warm_total) = runs
     return {"cold_import_s": cold_import, "cold_first_fit_s": cold_fit,
             "cold_import_plus_first_fit_s": cold_total, "warm_import_s": warm_import,
-            "warm_import_plus_first_fit_s": warm_total}
+            "warm_import_plus_first_fit_s": warm_total, "cold_notice": notices[0]}
 
 
 def torch_available():
@@ -405,6 +410,65 @@ def threads_compare(n_samples, epochs, counts=(1, 2), workload="W3-b256"):
     return {"workload": workload, "description": DESCRIPTIONS[workload], "n_samples": n_samples,
             "runs": rows, "speedup": speedup, "speedup_target": SPEEDUP_TARGET,
             "met": speedup >= SPEEDUP_TARGET}
+
+
+_BUSY_SCRIPT = "while True:\n    pass\n"
+
+
+def contended_compare(n_samples, epochs, workloads=("W2", "W3-b256")):
+    """With another process keeping one core busy: fastmlp s/epoch of each workload
+    (n_samples) at the default thread count and at 1 thread, and their ratio (target:
+    the default at most CONTENDED_TOLERANCE slower)."""
+    import fastmlp as fm
+    busy = subprocess.Popen([sys.executable, "-c", _BUSY_SCRIPT])
+    default = fm.get_num_threads()
+    rows = []
+    try:
+        time.sleep(0.5)
+        for name in workloads:
+            w = with_samples(WORKLOADS[name], n_samples)
+            X, y = make_data(n_samples, w[4])
+            t_default = statistics.median(time_fastmlp(w, X, y, epochs, default)[0])
+            t_one = statistics.median(time_fastmlp(w, X, y, epochs, 1)[0])
+            rows.append({"workload": name, "description": DESCRIPTIONS[name],
+                         "default_threads": default, "s_per_epoch_default": t_default,
+                         "s_per_epoch_1": t_one, "ratio": t_default / t_one,
+                         "met": t_default <= (1 + CONTENDED_TOLERANCE) * t_one})
+    finally:
+        busy.kill()
+        busy.wait()
+    return {"n_samples": n_samples, "runs": rows, "met": all(r["met"] for r in rows)}
+
+
+def format_contended(cc):
+    """One line per workload: default vs 1 thread under load, and the verdict."""
+    lines = [f"contended (another process keeps a core busy), n={cc['n_samples']}:"]
+    for r in cc["runs"]:
+        lines.append(f"  {r['workload']}: {r['default_threads']} threads (default) "
+                     f"{r['s_per_epoch_default']:.3f} s/epoch, 1 thread {r['s_per_epoch_1']:.3f}"
+                     f" s/epoch: default/1 = {r['ratio']:.2f} (<= {1 + CONTENDED_TOLERANCE:.2f}):"
+                     f" {verdict(r['met'])}")
+    return "\n".join(lines)
+
+
+def versions():
+    """Versions of what the timings depend on: Python, numpy, numba, llvmlite, SciPy,
+    torch, the BLAS libraries (threadpoolctl) and Numba's threading layer."""
+    import llvmlite
+    import numba
+    import scipy
+    from threadpoolctl import threadpool_info
+    from fastmlp import _threads
+    out = {"python": platform.python_version(), "numpy": np.__version__,
+           "numba": numba.__version__, "llvmlite": llvmlite.__version__,
+           "scipy": scipy.__version__, "threading_layer": _threads.threading_layer(),
+           "blas": [{k: lib.get(k) for k in ("internal_api", "version", "architecture",
+                                             "filepath")}
+                    for lib in threadpool_info() if lib.get("user_api") == "blas"]}
+    if torch_available():
+        import torch
+        out["torch"] = torch.__version__
+    return out
 
 
 def format_threads(tc):
@@ -587,6 +651,9 @@ def build_parser():
     p.add_argument("--threads-samples", type=int, default=None, help="samples of the threads "
                    f"comparison (default {THREADS_SAMPLES}, /5 with --quick)")
     p.add_argument("--no-memory", action="store_true", help="skip the W1 peak-memory run")
+    p.add_argument("--contended", action="store_true", help="also time W2 and W3-b256 at the "
+                   "default thread count and at 1 thread while another process keeps a core "
+                   "busy (target: the default at most 10%% slower)")
     p.add_argument("--memory-samples", type=int, default=None, help="samples of the memory run "
                    f"(default {WORKLOADS[MEMORY_WORKLOAD][3]}, /5 with --quick)")
     p.add_argument("--scaling", action="store_true", help="also time s/epoch against n_samples "
@@ -648,8 +715,9 @@ def run_scaling(args, sz, threads, epochs):
     return scaling
 
 
-def target_lines(results, sgemm, compile_info):
-    """Verdict lines of the speed targets: ratios, fraction of sgemm, compile times."""
+def target_lines(results, sgemm, compile_info, contended=None):
+    """Verdict lines of the speed targets: ratios, fraction of sgemm, compile times, the
+    default thread count under load."""
     lines = []
     for r in results:
         for label, target in RATIO_TARGETS.get(r["workload"], {}).items():
@@ -669,6 +737,12 @@ def target_lines(results, sgemm, compile_info):
                      f"{verdict(cold <= COLD_FIT_TARGET_S)}")
         lines.append(f"  warm import + first fit {warm:.2f} s <= {WARM_START_TARGET_S:.0f} s: "
                      f"{verdict(warm <= WARM_START_TARGET_S)}")
+        notice = compile_info.get("cold_notice", "")
+        lines.append(f"  compile notice shown on a cold first fit: {verdict(bool(notice))}")
+    if contended:
+        for r in contended["runs"]:
+            lines.append(f"  contended {r['workload']}: default/1 thread {r['ratio']:.2f} <= "
+                         f"{1 + CONTENDED_TOLERANCE:.2f}: {verdict(r['met'])}")
     return lines
 
 
@@ -718,14 +792,19 @@ def main(argv=None):
     print(format_table(results, sgemm))
     print()
     tc = run_threads_compare(args, sz, epochs)
+    cc = None
+    if args.contended:
+        cc = contended_compare(sz["threads_samples"], epochs)
+        print(format_contended(cc), flush=True)
     scaling = run_scaling(args, sz, threads, epochs)
-    print_verdicts(tc, mem, scaling, args.quick, target_lines(results, sgemm, compile_info))
+    print_verdicts(tc, mem, scaling, args.quick, target_lines(results, sgemm, compile_info, cc))
     if args.json:
         # "threads" stays the thread count of the run (as in earlier result files)
         doc = {"date": time.strftime("%Y-%m-%d"), "machine": platform.platform(),
                "processor": platform.processor(), "cores": os.cpu_count(), "threads": threads,
                "quick": args.quick, "sgemm_gflops": sgemm, "compile": compile_info,
-               "results": results, "threads_compare": tc, "memory": mem, "scaling": scaling}
+               "results": results, "threads_compare": tc, "memory": mem, "scaling": scaling,
+               "contended": cc, "versions": versions()}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)

@@ -1,7 +1,7 @@
 """Loss specifications: which loss the output head computes and what targets it takes."""
 from dataclasses import dataclass
 
-from .kernels import loop as L
+from .kernels import layout as L
 
 
 @dataclass(frozen=True)

@@ -2,12 +2,14 @@
 import numpy as np
 
 from . import _validation as V
-from ._threads import compute_threads, run_team
+from ._threads import compute_threads
 from .augment import Augment
 from .history import History
 from .initializers import get_initializer
-from .kernels import loop as L
-from .kernels.optim import reduce_gradients
+from .kernels import layout as L
+from .kernels import loop
+from .kernels.optim import Hyper, reduce_gradients
+from .kernels.tile_gemm import link_gemm
 from .layers import Layer
 from .optimizers import SGD, Optimizer
 from .schedules import as_schedule
@@ -31,6 +33,12 @@ class _Workspace:
         self.bn_stats = np.zeros(n_stats, dtype)
         self.bn_parts = np.zeros((n_chunks, n_stats), np.float64)
         self.loss_parts = np.zeros((n_chunks, 2), np.float64)
+
+    @property
+    def arrays(self):
+        """The buffers as run_batches takes them (kernels/loop.Work)."""
+        return loop.Work(self.bn_stats, self.bn_parts, self.ws, self.gws, self.yb, self.Tb,
+                         self.loss_parts)
 
 
 class Sequential:
@@ -176,6 +184,11 @@ class Sequential:
                 total += e_l2 * float(np.sum(w * w)) + e_l1 * float(np.sum(np.abs(w)))
         return total
 
+    def kernel_state(self, grads):
+        """What training changes, as run_batches takes it (kernels/loop.State); grads
+        (n_chunks, n_params): the per-chunk gradient buffers of this run."""
+        return loop.State(self.params, grads, self.opt_state, self.opt_scalars, self.bn_run)
+
     # ---------------------------------------------------------------- workspaces
     def _workspace(self, purpose, batch_size, n_chunks):
         key = (purpose, batch_size, n_chunks)
@@ -191,17 +204,17 @@ class Sequential:
         """run_batches in MODE_EVAL / MODE_GRAD over all rows of X (placeholders of the
         training call's types elsewhere, and the last fit's switches, so one compiled
         signature serves every mode)."""
+        link_gemm(self.dtype)
         f64, dt = np.zeros(0), np.zeros((0, 0), self.dtype)
         n = X.shape[0]
-        n_steps = -(-n // batch_size)
         sw = self._switches or self.plan.switches()
-        return run_team(
-            L.run_batches, n_chunks, mode, w.ops, self.plan.opf, X, y, T, np.arange(n), 0,
-            n_steps, batch_size, 0, self.step, self.seed, self.params,
-            dt if grads is None else grads, dt, f64, self.bn_run, w.bn_stats, w.bn_parts, w.ws,
-            w.gws, w.yb, w.Tb, w.loss_parts, np.zeros((0, 4), np.int64), np.zeros((0, 3)), 0,
-            f64, 0, f64, 1.0, f64 if sw.augmented else None, n_chunks, f64, f64, f64,
-            dt if outputs is None else outputs, training, *sw[1:])
+        tables = loop.Tables(w.ops, self.plan.opf, np.zeros((0, 4), np.int64), np.zeros((0, 3)))
+        state = loop.State(self.params, dt if grads is None else grads, dt, f64, self.bn_run)
+        run = loop.Run(mode, 0, -(-n // batch_size), batch_size, n_chunks, 0, self.step,
+                       self.seed, training, 0, Hyper(), 0, f64, 1.0)
+        records = loop.Records(f64, f64, f64, dt if outputs is None else outputs)
+        return loop.run_batches(tables, loop.Data(X, y, T, np.arange(n)), state, w.arrays, run,
+                                records, f64 if sw.augmented else None, *sw[1:])
 
     def _run_eval(self, X, y, T, batch_size, n_chunks, write_outputs, training=False):
         w = self._workspace("train-batch" if training else "eval", batch_size, n_chunks)
@@ -316,7 +329,7 @@ class Sequential:
             grads = np.zeros((n, self.plan.n_params), self.dtype)
             _, _, _, n_parts = self._kernel(L.MODE_GRAD, w, X, y, T, X.shape[0], n, grads=grads)
             reduce_gradients(self.params, grads, self.plan.blocks(w.ops), self.plan.segments(l2, l1),
-                             n_parts, np.zeros(3), 1)
+                             n_parts, Hyper(), 1)
         return [self._view(e, grads[0]).copy() for e in self.plan.entries]
 
     # ---------------------------------------------------------------- training

@@ -44,7 +44,7 @@ def _positive(value, name):
 
 
 class Optimizer:
-    """Base class. Subclasses set `kind`, `n_slots` and `_values()`."""
+    """Base class. Subclasses set `kind`, `n_slots` and `_hyper()`."""
     kind = None
     n_slots = 0
 
@@ -61,10 +61,13 @@ class Optimizer:
         return self.schedule
 
     def hyper(self):
-        """float64 array as the kernel reads it: noise (eta, gamma, seed), then _values()."""
+        """The kernels' hyperparameters (kernels/optim.Hyper): gradient noise, then the
+        family's own fields from _hyper()."""
         n = self.noise
-        head = [n.eta, n.gamma, float(n.seed)] if n is not None else [0.0, 0.0, 0.0]
-        return np.array(head + [float(v) for v in self._values()])
+        noise = (dict(noise_eta=float(n.eta), noise_gamma=float(n.gamma),
+                      noise_seed=float(n.seed)) if n is not None else {})
+        return _k.Hyper(**noise, **{k: type(_k.Hyper._field_defaults[k])(v)
+                                    for k, v in self._hyper().items()})
 
     def init_state(self, n_params, dtype=np.float32):
         """(state (n_slots, n_params), scalars (4,) float64) for a fresh optimizer."""
@@ -122,8 +125,8 @@ class SGD(Optimizer):
             raise ValueError("nesterov=True needs momentum > 0")
         self.n_slots = 1 if self.momentum > 0 else 0
 
-    def _values(self):
-        return [self.momentum, float(self.nesterov)]
+    def _hyper(self):
+        return {"momentum": self.momentum, "nesterov": self.nesterov}
 
     def _config(self):
         return {"momentum": self.momentum, "nesterov": self.nesterov}
@@ -138,8 +141,8 @@ class Adagrad(Optimizer):
         super().__init__(lr, **common)
         self.eps = _positive(eps, "eps")
 
-    def _values(self):
-        return [self.eps]
+    def _hyper(self):
+        return {"eps": self.eps}
 
     def _config(self):
         return {"eps": self.eps}
@@ -155,8 +158,8 @@ class Adadelta(Optimizer):
         super().__init__(lr, **common)
         self.rho, self.eps = _unit(rho, "rho"), _positive(eps, "eps")
 
-    def _values(self):
-        return [self.rho, self.eps]
+    def _hyper(self):
+        return {"rho": self.rho, "eps": self.eps}
 
     def _config(self):
         return {"rho": self.rho, "eps": self.eps}
@@ -174,8 +177,9 @@ class RMSprop(Optimizer):
         self.rho, self.eps = _unit(rho, "rho"), _positive(eps, "eps")
         self.momentum, self.centered = _unit(momentum, "momentum"), bool(centered)
 
-    def _values(self):
-        return [self.rho, self.eps, self.momentum, float(self.centered)]
+    def _hyper(self):
+        return {"rho": self.rho, "eps": self.eps, "momentum": self.momentum,
+                "centered": self.centered}
 
     def _config(self):
         return {"rho": self.rho, "eps": self.eps, "momentum": self.momentum,
@@ -197,8 +201,8 @@ class Adam(Optimizer):
             self.variant = _k.V_AMSGRAD
         self.n_slots = 3 if self.amsgrad else 2
 
-    def _values(self):
-        return [self.b1, self.b2, self.eps, float(self.variant), 0.0]
+    def _hyper(self):
+        return {"b1": self.b1, "b2": self.b2, "eps": self.eps, "variant": self.variant}
 
     def _config(self):
         cfg = {"b1": self.b1, "b2": self.b2, "eps": self.eps}
@@ -226,14 +230,34 @@ class Nadam(Adam):
         super().__init__(lr, b1, b2, eps, **common)
         self.momentum_decay = _positive(momentum_decay, "momentum_decay")
 
-    def _values(self):
-        return [self.b1, self.b2, self.eps, float(self.variant), self.momentum_decay]
+    def _hyper(self):
+        return dict(super()._hyper(), momentum_decay=self.momentum_decay)
 
     def _config(self):
         return dict(super()._config(), momentum_decay=self.momentum_decay)
 
 
-OPTIMIZERS = {c.__name__: c for c in (SGD, Adagrad, Adadelta, RMSprop, Adam, Adamax, Nadam)}
+class Lion(Optimizer):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"):
+    c = b1 m + (1-b1) g; p -= lr sign(c); m = b2 m + (1-b2) g. Its updates have unit
+    size per entry, so it wants a learning rate 3-10x smaller than AdamW's; decoupled
+    weight decay (weight_decay=) as in the paper."""
+    kind = _k.LION
+    n_slots = 1
+
+    def __init__(self, lr=1e-4, b1=0.9, b2=0.99, **common):
+        super().__init__(lr, **common)
+        self.b1, self.b2 = _unit(b1, "b1"), _unit(b2, "b2")
+
+    def _hyper(self):
+        return {"b1": self.b1, "b2": self.b2}
+
+    def _config(self):
+        return {"b1": self.b1, "b2": self.b2}
+
+
+OPTIMIZERS = {c.__name__: c for c in (SGD, Adagrad, Adadelta, RMSprop, Adam, Adamax, Nadam,
+                                      Lion)}
 
 
 def optimizer_from_config(name, config):

@@ -12,7 +12,7 @@ from typing import NamedTuple, Optional
 import numpy as np
 
 from .kernels import activations as act
-from .kernels import loop as L
+from .kernels import layout as L
 from .kernels import optim as _optim
 from .layers import (Activation, BatchNorm, Dense, Dropout, Layer, Residual, Sigmoid, Softmax,
                      activation_from_name)
@@ -155,7 +155,7 @@ class Plan:
         kinds = self.ops[:, L.F_KIND]
         extras = False
         if optimizer is not None:
-            extras = optimizer.hyper()[0] > 0.0 or (seg is not None and bool(np.any(seg[:, 1:])))
+            extras = optimizer.hyper().noise_eta > 0.0 or (seg is not None and bool(np.any(seg[:, 1:])))
         return Switches(augmented=bool(augmented),
                         adaptive=on(optimizer is not None and optimizer.kind != _optim.SGD),
                         extras=on(extras), dropout=on(np.any(kinds == L.OP_DROPOUT)),

@@ -37,7 +37,7 @@ class Progress:
 class CompileNotice(event.Listener):
     """Context manager: while active and verbose, a line on stderr when Numba starts
     compiling and one when that compile is done. With an empty cache the first fit of a
-    configuration spends about 15 s compiling before its first step, which would
+    configuration spends about 25 s compiling before its first step, which would
     otherwise look like a hang; later runs load the kernels from the on-disk cache.
 
     A listener of Numba's "numba:compile" events (numba.core.event); nested compiles (a

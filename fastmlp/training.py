@@ -5,8 +5,9 @@ import time
 
 import numpy as np
 
-from ._threads import run_team
-from .kernels import loop as L
+from .kernels import layout as L
+from .kernels import loop
+from .kernels.tile_gemm import link_gemm
 
 
 class DivergenceError(FloatingPointError):
@@ -61,6 +62,7 @@ class EpochRunner:
         blocks = plan.blocks(self.ws.ops)
         self.blocks = np.ascontiguousarray(blocks[blocks[:, 3] == 0])
         self.seg = plan.segments(model.l2, model.l1, opt.weight_decay)
+        self.tables = loop.Tables(self.ws.ops, plan.opf, self.blocks, self.seg)
         self.opt_hyper, self.sched_hyper = opt.hyper(), opt.schedule.hyper()
         self.step_loss = np.zeros(self.steps_per_epoch)
         self.step_metric = np.zeros(self.steps_per_epoch)
@@ -73,14 +75,15 @@ class EpochRunner:
     def run_steps(self, order, first_step, k):
         """Run k updates starting at step `first_step` of the epoch; returns how many ran."""
         m, w, s = self.model, self.ws, first_step
-        ran = run_team(
-            L.run_batches, self.n_chunks, L.MODE_TRAIN, w.ops, m.plan.opf, self.X, self.y, self.T, order, s * self.bs, k,
-            self.bs, m.opt_step, m.step, self.seed, m.params, self.grads, m.opt_state,
-            m.opt_scalars, m.bn_run, w.bn_stats, w.bn_parts, w.ws, w.gws, w.yb, w.Tb,
-            w.loss_parts, self.blocks, self.seg, m.optimizer.kind, self.opt_hyper,
-            m.optimizer.schedule.kind, self.sched_hyper, m.lr_scale, self.aug, self.n_chunks,
-            self.step_loss[s:], self.step_metric[s:], self.step_lr[s:], self._no_outputs,
-            True, *self.switches[1:])[0]
+        link_gemm(m.dtype)   # the GEMM's C entry, before kernels that call it load
+        run = loop.Run(L.MODE_TRAIN, s * self.bs, k, self.bs, self.n_chunks, m.opt_step, m.step,
+                       self.seed, True, m.optimizer.kind, self.opt_hyper,
+                       m.optimizer.schedule.kind, self.sched_hyper, float(m.lr_scale))
+        records = loop.Records(self.step_loss[s:], self.step_metric[s:], self.step_lr[s:],
+                               self._no_outputs)
+        ran = loop.run_batches(self.tables, loop.Data(self.X, self.y, self.T, order),
+                               m.kernel_state(self.grads), w.arrays, run, records, self.aug,
+                               *self.switches[1:])[0]
         m.step += ran
         m.opt_step += ran
         return ran

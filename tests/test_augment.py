@@ -84,9 +84,7 @@ def test_draws_depend_on_seed_and_step_not_on_chunking():
         # ld = 80: the batch buffer's rows padded (plan.input_stride); the pad is untouched
         ws = np.full((12, ld), -3.0, np.float32)
         ws[:, :64] = X
-        solo = (0, 1, np.zeros(3, np.int64))  # one thread takes every chunk
-        augment_batch(ws.ravel(), 0, 12, 64, ld, np.zeros(12 * ld, np.float32), n_chunks, h, 7, 4,
-                      solo)
+        augment_batch(ws.ravel(), 0, 12, 64, ld, np.zeros(12 * ld, np.float32), n_chunks, h, 7, 4)
         assert (ws[:, 64:] == -3.0).all()
         results.append(ws[:, :64])
     assert all(np.array_equal(results[0], r) for r in results[1:])

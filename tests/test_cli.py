@@ -133,3 +133,19 @@ def test_module_entry_point_runs(tmp_path):
     result = subprocess.run([sys.executable, "-m", "fastmlp", "train", "--help"],
                             capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and "--out DIR" in result.stdout
+
+
+def test_cache_command_lists_and_clears_the_builds(tmp_path, monkeypatch, capsys):
+    from fastmlp import _config
+    monkeypatch.setenv("FASTMLP_CACHE_DIR", str(tmp_path))
+    for name in ("fastmlp-0.0.1-aaaa-numba0-auto", "fastmlp-0.0.1-bbbb-numba0-blas"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "k.nbc").write_bytes(b"x" * 2_000_000)
+    (tmp_path / "someone-elses").mkdir()
+    assert main(["cache"]) == 0
+    out = capsys.readouterr().out
+    assert str(tmp_path) in out and _config.CACHE_FOLDER in out
+    assert "fastmlp-0.0.1-aaaa-numba0-auto: 2.0 MB" in out
+    assert main(["cache", "--clear"]) == 0
+    assert "removed 2 folder(s)" in capsys.readouterr().out
+    assert [p.name for p in tmp_path.iterdir()] == ["someone-elses"]

@@ -18,8 +18,6 @@ from fastmlp.kernels import augment, dropout, losses, optim
 KERNELS = {"adam": optim.adam_block, "rmsprop": optim.rmsprop_block,
            "penalties": optim.prepare_block, "dropout": dropout.dropout_forward,
            "augment": augment.augment_batch, "mse": losses.mse}
-# kernels called through kernels/late_call.py: their dispatcher is .dispatcher
-KERNELS = {name: getattr(f, "dispatcher", f) for name, f in KERNELS.items()}
 
 def compiled():
     return {name: len(f.signatures) for name, f in KERNELS.items()}

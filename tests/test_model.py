@@ -281,7 +281,7 @@ def test_one_epoch_parallel_matches_reference(opt_name, tiling, columns, k_split
     monkeypatch.setattr(fastmlp.plan, "K_SPLIT", k_split)
     spec = NETS["narrowing"]
     ops = _model(spec, _train_problem(spec)[2]).plan.ops_for_batch(7, 2)
-    n_k = (ops[:, fastmlp.kernels.loop.F_TILED] == fastmlp.kernels.loop.TILE_K).sum()
+    n_k = (ops[:, fastmlp.kernels.layout.F_TILED] == fastmlp.kernels.layout.TILE_K).sum()
     assert n_k == (2 if k_split == "auto" else 0)
     X, y, weights = _train_problem(spec, seed=3)
     make_opt, hyper = OPTIMIZERS[opt_name]

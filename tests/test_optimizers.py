@@ -138,6 +138,18 @@ def ref_nadam(p, grads, lrs, b1, b2, eps, psi):
     return out
 
 
+def ref_lion(p, grads, lrs, b1, b2, wd=0.0):
+    """Lion, Algorithm 2 of Chen et al. 2023 (decoupled decay applied before the step)."""
+    p, m, out = p.copy(), np.zeros_like(p), []
+    for g, lr in zip(grads, lrs):
+        p = p * (1 - lr * wd)
+        c = b1 * m + (1 - b1) * g
+        p = p - lr * np.sign(c)
+        m = b2 * m + (1 - b2) * g
+        out.append(p)
+    return out
+
+
 # name: (fastmlp optimizer factory, numpy reference, its keyword arguments, lr)
 CASES = {
     "sgd": (lambda: fm.SGD(lr=0.07), ref_sgd, {}, 0.07),
@@ -174,6 +186,9 @@ CASES = {
               {"b1": 0.85, "b2": 0.95, "eps": 1e-4, "psi": 0.004}, 0.04),
     "nadam-psi": (lambda: fm.Nadam(lr=0.04, b1=0.8, b2=0.9, eps=1e-3, momentum_decay=0.3),
                   ref_nadam, {"b1": 0.8, "b2": 0.9, "eps": 1e-3, "psi": 0.3}, 0.04),
+    "lion": (lambda: fm.Lion(lr=0.01, b1=0.8, b2=0.95), ref_lion, {"b1": 0.8, "b2": 0.95}, 0.01),
+    "lion-wd": (lambda: fm.Lion(lr=0.01, b1=0.9, b2=0.99, weight_decay=0.5), ref_lion,
+                {"b1": 0.9, "b2": 0.99, "wd": 0.5}, 0.01),
 }
 
 
@@ -385,6 +400,9 @@ CONVERGENCE = {
                lambda: fm.Adamax(lr=2e-2)),
     "nadam": (lambda: fm.Nadam(lr=fm.ExponentialDecay(0.05, 0.01, 2000)),
               lambda: fm.Nadam(lr=fm.ExponentialDecay(2e-2, 0.1, 5000))),
+    # sign updates move every entry by lr: the lr must decay for a tight minimum
+    "lion": (lambda: fm.Lion(lr=fm.ExponentialDecay(0.01, 0.001, 5000)),
+             lambda: fm.Lion(lr=fm.ExponentialDecay(3e-3, 0.001, 15000))),
 }
 TOL = {"quadratic-2": 1e-4, "quadratic-5": 1e-4, "rosenbrock": 1e-2}
 MAX_STEPS = {"quadratic-2": 10000, "quadratic-5": 10000, "rosenbrock": 20000}

@@ -1,122 +1,130 @@
-"""The thread team (fastmlp/_threads.run_team) and its barrier (kernels/sync.py)."""
+"""Threads come from Numba's parallel runtime (fastmlp/_threads.py, kernels/passes.py):
+the passes are parallel=True kernels with prange loops, set_num_threads and
+fit(n_threads=) set Numba's thread count for the call, fits from several Python threads
+at once neither crash nor deadlock, and a thread count gives the same bits every run."""
+import re
 import threading
+from pathlib import Path
 
+import numba
 import numpy as np
 import pytest
-from numba import njit
 
 import fastmlp as fm
-from fastmlp._threads import run_team
-from fastmlp.kernels.sync import barrier, share
+from fastmlp import _threads
+from fastmlp.kernels import augment, optim, passes
+
+PACKAGE = Path(fm.__file__).parent
 
 
-@njit(nogil=True)
-def _rounds(team, slots, n_rounds, mismatches):
-    """Each round every thread writes the round number into its slot, meets the others,
-    and counts the slots that do not hold it yet (a missed barrier or a stale read)."""
-    t, n = team[0], team[1]
-    for r in range(1, n_rounds + 1):
-        slots[t] = r
-        barrier(team)
-        for u in range(n):
-            if slots[u] != r:
-                mismatches[t] += 1
-        barrier(team)   # nobody writes round r + 1 before all have read round r
-    return mismatches[t]
+def _data(n=96, d=300, k=4, seed=1):
+    rng = np.random.default_rng(seed)
+    return rng.standard_normal((n, d)).astype(np.float32), rng.integers(0, k, n)
 
 
-@pytest.mark.parametrize("n_threads", [1, 2, 3])
-def test_barrier_makes_every_write_visible_to_every_thread(n_threads):
-    slots, mismatches = np.zeros(n_threads, np.int64), np.zeros(n_threads, np.int64)
-    run_team(_rounds, n_threads, slots, 2000, mismatches)
-    assert np.all(slots == 2000)
-    assert mismatches.sum() == 0
+def _rich_model():
+    """BN, dropout, a residual block, a K-split (300 -> 64 at 2 threads) and a
+    column-split (256 wide) dense layer: every phase of every pass."""
+    return fm.Sequential([fm.Dense(64), fm.BatchNorm(), fm.ReLU(), fm.Dropout(0.2),
+                          fm.Residual([fm.Dense(64), fm.ReLU()]), fm.Dense(256), fm.ReLU(),
+                          fm.Dense(4), fm.Softmax()], seed=5)
 
 
-@njit(nogil=True)
-def _shares(team, n, owner):
-    lo, hi = share(n, team)
-    for i in range(lo, hi):
-        owner[i] += team[0] + 1
-    return hi - lo
+def _train(X, y, n_threads):
+    m = _rich_model()
+    m.fit(X, y, epochs=2, batch_size=24, optimizer=fm.Adam(1e-2), verbose=0,
+          n_threads=n_threads)
+    return m.get_weights() + [m.bn_run.copy()]
 
 
-def test_shares_cover_every_item_once():
-    owner = np.zeros(10, np.int64)
-    run_team(_shares, 3, 10, owner)
-    assert set(owner.tolist()) == {1, 2, 3} and np.all(np.diff(owner) >= 0)
+def _same(a, b):
+    return all(np.array_equal(u, v) for u, v in zip(a, b))
 
 
-@njit(nogil=True)
-def _wait(team):
-    barrier(team)
-    return 1
+def test_the_passes_are_numba_parallel_kernels():
+    for f in (passes.gather_pass, passes.forward_pass, passes.loss_pass, passes.backward_pass,
+              optim.update_blocks, augment.augment_batch):
+        assert f.targetoptions.get("parallel"), f.py_func.__name__
 
 
-@pytest.mark.parametrize("failing", [0, 1])
-def test_a_thread_failing_before_the_kernel_does_not_hang_the_others(failing):
-    def kernel(team):
-        if team[0] == failing:
-            raise RuntimeError(f"thread {failing} failed")
-        return _wait(team)
+def test_fit_sets_numba_thread_count_for_the_call_only():
+    seen = []
 
-    outcome = []
+    class Spy(fm.Callback):   # records numba.get_num_threads() in the middle of a fit
+        def on_train_begin(self, model):
+            seen.append(numba.get_num_threads())
 
-    def call():
+        def on_epoch_end(self, model, epoch, logs):
+            seen.append(numba.get_num_threads())
+
+    before = numba.get_num_threads()
+    X, y = _data(32, 6)
+    m = fm.Sequential([fm.Dense(4), fm.ReLU(), fm.Dense(4), fm.Softmax()], seed=0)
+    m.fit(X, y, epochs=1, batch_size=8, verbose=0, n_threads=1, callbacks=[Spy()])
+    assert seen == [1, 1]
+    assert numba.get_num_threads() == before
+
+
+def test_set_num_threads_checks_its_argument():
+    with pytest.raises(ValueError, match="n_threads"):
+        fm.set_num_threads(0)
+    with pytest.raises(ValueError, match="n_threads"):
+        fm.set_num_threads(numba.config.NUMBA_NUM_THREADS + 1)
+    with pytest.raises(TypeError, match="n_threads"):
+        fm.set_num_threads(1.5)
+    with pytest.raises(TypeError, match="n_threads"):
+        fm.set_num_threads(True)
+
+
+def test_set_num_threads_is_the_default_of_later_calls(monkeypatch):
+    monkeypatch.setattr(_threads, "_default_threads", None)
+    fm.set_num_threads(1)
+    with _threads.compute_threads() as n:
+        assert n == 1 and numba.get_num_threads() == 1
+    assert fm.get_num_threads() == 1
+
+
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_a_thread_count_trains_the_same_weights_every_time(n_threads):
+    """A race (a chunk reading rows another has not written yet) shows up as run-to-run
+    differences."""
+    X, y = _data()
+    first = _train(X, y, n_threads)
+    for _ in range(2):
+        assert _same(first, _train(X, y, n_threads))
+
+
+def test_two_fits_from_two_python_threads_at_once():
+    """Neither crashes nor deadlocks, and each trains what it trains alone."""
+    X, y = _data()
+    alone = _train(X, y, 2)
+    results, errors = [None, None], []
+
+    def work(i):
         try:
-            run_team(kernel, 2)
-        except RuntimeError as e:
-            outcome.append(str(e))
+            results[i] = _train(X, y, 2)
+        except BaseException as e:   # reported below
+            errors.append(e)
 
-    caller = threading.Thread(target=call, daemon=True)
-    caller.start()
-    caller.join(20)
-    assert not caller.is_alive(), "run_team hung: a thread is stuck at a barrier"
-    assert outcome == [f"thread {failing} failed"]
-
-
-def test_two_threads_train_the_same_weights_every_time():
-    """Races between the threads (a read of rows another thread has not written yet)
-    show up as run-to-run differences; BN, dropout, a residual block and tiled layers
-    exercise every barrier."""
-    rng = np.random.default_rng(1)
-    X = rng.standard_normal((96, 300)).astype(np.float32)
-    y = rng.integers(0, 4, 96)
-
-    def train():
-        m = fm.Sequential([fm.Dense(64), fm.BatchNorm(), fm.ReLU(), fm.Dropout(0.2),
-                           fm.Residual([fm.Dense(64), fm.ReLU()]), fm.Dense(256), fm.ReLU(),
-                           fm.Dense(4), fm.Softmax()], seed=5)
-        m.fit(X, y, epochs=3, batch_size=24, optimizer=fm.Adam(1e-2), verbose=0, n_threads=2)
-        return m.get_weights(), m.bn_run.copy()
-
-    first = train()
-    for _ in range(3):
-        again = train()
-        assert all(np.array_equal(a, b) for a, b in zip(first[0], again[0]))
-        assert np.array_equal(first[1], again[1])
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    assert not any(t.is_alive() for t in threads), "two concurrent fits deadlocked"
+    assert not errors, errors
+    assert _same(results[0], alone) and _same(results[1], alone)
 
 
-def _fit_two_threads(queue):
-    X = np.random.default_rng(0).standard_normal((64, 12)).astype(np.float32)
-    m = fm.Sequential([fm.Dense(8), fm.ReLU(), fm.Dense(2), fm.Softmax()], seed=0)
-    m.fit(X, (X[:, 0] > 0).astype(int), epochs=2, batch_size=16, verbose=0, n_threads=2)
-    queue.put(float(np.abs(m.get_weights()[0]).sum()))
-
-
-@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="no fork on this platform")
-def test_a_forked_child_can_train_on_two_threads():
-    """The child of a fork has none of the parent's pool threads; a pool that still
-    counted them would queue the child's team members forever."""
-    import multiprocessing as mp
-    queue = mp.Queue()
-    _fit_two_threads(queue)            # the parent's pool now has threads
-    expected = queue.get(timeout=10)
-    child = mp.get_context("fork").Process(target=_fit_two_threads, args=(queue,))
-    child.start()
-    child.join(120)
-    alive = child.is_alive()
-    if alive:
-        child.kill()
-    assert not alive, "the forked child hung in its two-thread fit"
-    assert queue.get(timeout=10) == expected
+def test_only_numbas_public_api():
+    """No underscore names of numba/llvmlite, no calling-convention internals, no ctypes
+    callbacks, no Numba-internal symbols, no threads of our own in the kernels."""
+    banned = [r"\bnumba(\.\w+)*\._(?!_)\w", r"\bllvmlite(\.\w+)*\._(?!_)\w",
+              r"from numba[\w.]* import _", r"from llvmlite[\w.]* import _", r"call_conv",
+              r"numba_xxgemm", r"CFUNCTYPE", r"sched_yield", r"atomic_rmw", r"ThreadPoolExecutor"]
+    for path in PACKAGE.rglob("*.py"):
+        if path.name in ("sweep.py", "bench.py"):   # process pools for sweeps, timing
+            continue
+        text = path.read_text()
+        for pattern in banned:
+            assert not re.search(pattern, text), f"{path.name}: {pattern}"

@@ -11,6 +11,9 @@ from fastmlp.kernels import blas, tile_gemm as tg
 from fastmlp.plan import input_stride
 
 blas_gemm = python_callable(blas.gemm)
+tiles_pay_off = python_callable(tg.tiles_pay_off)
+tg.link_gemm(np.float32)   # the C entry that tg.gemm calls
+tg.link_gemm(np.float64)
 
 
 @numba.njit
@@ -25,7 +28,7 @@ def tile_gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off,
 
 @numba.njit
 def gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
-    """tg.gemm (callable from compiled code only), through its late-bound entry point."""
+    """tg.gemm (callable from compiled code only), through its C entry point."""
     tg.gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
 
 GUARD = 7.25  # every element of C's buffer outside the block must keep this value
@@ -123,9 +126,12 @@ def test_gemm_dispatch_matches_numpy(dtype, trans_a, trans_b, n, m, k):
     (0, 1, 32, 256, 512),   # W3's dX at batch 32
 ])
 def test_tile_gemm_is_what_dispatch_runs_for_skinny_products(trans_a, trans_b, m, n, k):
-    """Guards the dispatch rule: these float32 products must not go to BLAS (the tiles
-    sum k in their own order, so the two results differ in rounding). `gemm` reaches
-    the tiles through their late-bound entry point, so this also checks that path."""
+    """Guards the dispatch rule: these float32 products go to the tiles (where the host
+    has AVX2 and FMA), and `gemm`, through its C entry point, gives the tiles' bits."""
+    assert tiles_pay_off(trans_a, trans_b, m, n, k, 4)
+    if not tg.TILES:   # a host without the tiles' features: every product is BLAS's
+        assert not tg.host_has_tile_features() or tg.GEMM_MODE == "blas"
+        return
     rng = np.random.default_rng(1)
     A = rng.normal(size=(k, m) if trans_a else (m, k)).astype(np.float32)
     B = rng.normal(size=(n, k) if trans_b else (k, n)).astype(np.float32)
@@ -135,9 +141,16 @@ def test_tile_gemm_is_what_dispatch_runs_for_skinny_products(trans_a, trans_b, m
     gemm(trans_a, trans_b, m, n, k, *args, via_gemm.ravel(), 0, n)
     tile_gemm(trans_a, trans_b, m, n, k, *args, via_tiles.ravel(), 0, n)
     np.testing.assert_array_equal(via_gemm, via_tiles)
-    blas = np.zeros((m, n), np.float32)
-    blas_gemm(trans_a, trans_b, m, n, k, np.float32(1), *args, np.float32(0), blas.ravel(), 0, n)
-    assert not np.array_equal(blas, via_tiles)   # the check above can tell them apart
+
+
+@pytest.mark.parametrize("trans_a,trans_b,m,n,k", [
+    (0, 0, 256, 512, 512),   # W3's forward at batch 256: BLAS
+    (1, 0, 512, 512, 256),   # W3's dW at batch 256
+    (0, 0, 100, 10, 50),     # 10 columns: too narrow for a tile panel
+    (0, 1, 256, 512, 512),   # dX with A larger than half of L2
+])
+def test_blas_takes_the_large_and_the_narrow_products(trans_a, trans_b, m, n, k):
+    assert not tiles_pay_off(trans_a, trans_b, m, n, k, 4)
 
 
 @pytest.mark.parametrize("d,expected", [(3072, 3088), (784, 784), (3073, 3088), (10, 16),
@@ -152,7 +165,7 @@ def test_two_thread_fit_through_tiles_and_padded_batch_matches_one_thread():
     batch buffer gets padded rows (stride 80) and the first layer's forward and dW go
     through the tiles (30 columns: 2 panels of 12 + 6 left over, flipped for dW). One
     thread runs the unsplit BLAS path; both must train the same weights."""
-    import fastmlp.kernels.loop as L
+    import fastmlp.kernels.layout as L
 
     rng = np.random.default_rng(5)
     X = rng.normal(size=(90, 64))
@@ -178,7 +191,7 @@ def test_auto_splits_wide_layers_by_columns_only_at_small_batches(batch_size, wi
     """On 2 threads the 512-wide layers of a W3-like net are split by columns while a
     thread gets <= plan.COLUMN_SPLIT_MAX_ROWS rows, by rows above; the 10-wide head
     never by columns (too narrow) but along its 512 inputs, and one thread tiles nothing."""
-    import fastmlp.kernels.loop as L
+    import fastmlp.kernels.layout as L
 
     model = fm.Sequential([fm.Dense(512), fm.BatchNorm(), fm.ReLU(), fm.Dense(512),
                            fm.ReLU(), fm.Dense(10), fm.Softmax()], seed=0)
@@ -197,7 +210,7 @@ def test_two_thread_column_split_fit_through_tiles_matches_one_thread(monkeypatc
     (k = 24) and dX (C = dZ @ W^T, 24 rows: as C^T = W @ dZ^T) all go through the
     tiles, and the ragged last batch (18 rows) leaves 2 rows to BLAS. One thread runs
     BLAS only; both must train the same weights."""
-    import fastmlp.kernels.loop as L
+    import fastmlp.kernels.layout as L
     import fastmlp.plan
 
     monkeypatch.setattr(fastmlp.plan, "COLUMN_SPLIT", "always")

@@ -6,10 +6,8 @@ ReLU: A > 0; LeakyReLU(alpha): 1 if A > 0 else alpha; sigmoid: A (1 - A);
 tanh: 1 - A^2; linear: 1.
 """
 import numpy as np
-from numba import njit
 
-from .._config import JIT
-from .late_call import late_call
+from .._config import JIT, kernel
 
 LINEAR = 0
 RELU = 1
@@ -18,7 +16,7 @@ TANH = 3
 LEAKY_RELU = 4
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def act_row(row, act, alpha):
     """row[j] = act(row[j]) in place for a 1-D row."""
     t = row.dtype.type
@@ -46,7 +44,7 @@ def act_row(row, act, alpha):
             row[j] = np.tanh(row[j])
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def bias_act_forward(Z, b, act, alpha):
     """Z[i, j] = act(Z[i, j] + b[j]) in place. Z (rows, d), b (d,); alpha for LeakyReLU.
 
@@ -67,8 +65,7 @@ def bias_act_forward(Z, b, act, alpha):
                 act_row(row, act, alpha)
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def act_forward(X, A, act, alpha):
     """A = act(X) for a standalone activation layer. X, A (rows, d)."""
     for i in range(X.shape[0]):
@@ -79,8 +76,7 @@ def act_forward(X, A, act, alpha):
         act_row(a, act, alpha)
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def act_backward(dA, A, act, alpha):
     """dA[i, j] *= act'(.) in place, using the stored output A. Shapes (rows, d)."""
     t = dA.dtype.type

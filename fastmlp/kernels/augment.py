@@ -6,16 +6,16 @@ aug (float64): [0] Gaussian noise std, [1] salt-and-pepper rate, [2] pepper valu
 A row's draws depend on (seed, update, row position in the batch), never on threads.
 """
 import numpy as np
-from numba import njit
+from numba import prange
 
-from .._config import JIT
+from .._config import JIT, PARALLEL, kernel
 from .rng import normal_at, stream_key, uniform, uniform_at
-from .sync import chunk_rows
+from .layout import chunk_rows
 
 N_AUG = 10
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def _geometry(row, scratch, aug, seed, stream, r):
     """Shift / rotate (about the centre) / flip one image row in place, nearest-neighbour
     sampling with edge replication (standardised backgrounds stay background)."""
@@ -44,7 +44,7 @@ def _geometry(row, scratch, aug, seed, stream, r):
                 row[c * H * W + i * W + j] = scratch[c * H * W + si * W + sj]
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def augment_rows(Xb, scratch, aug, seed, step, r0):
     """Augment rows of the gathered batch Xb (rows, d) in place; r0 = first row's position."""
     t = Xb.dtype.type
@@ -69,11 +69,11 @@ def augment_rows(Xb, scratch, aug, seed, step, r0):
                     row[j] = t(aug[2]) if u < 0.5 * sp else t(aug[3])
 
 
-@njit(**JIT)
-def augment_batch(ws, base, n_rows, d, ld, scratch, n_chunks, aug, seed, step, team):
-    """Augment the (n_rows, d) batch at ws[base:] (row stride ld >= d), each thread of the
-    team its own chunks' rows; scratch (>= n_chunks * d)."""
-    for c in range(team[0], n_chunks, team[1]):
+@kernel(**PARALLEL)
+def augment_batch(ws, base, n_rows, d, ld, scratch, n_chunks, aug, seed, step):
+    """Augment the (n_rows, d) batch at ws[base:] (row stride ld >= d), one chunk of rows
+    per parallel iteration; scratch (>= n_chunks * d)."""
+    for c in prange(n_chunks):
         r0, r1 = chunk_rows(n_rows, n_chunks, c)
         Xb = ws[base + r0 * ld: base + r1 * ld].reshape((r1 - r0, ld))[:, :d]
         augment_rows(Xb, scratch[c * d: (c + 1) * d], aug, seed, step, r0)

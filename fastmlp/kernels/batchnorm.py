@@ -8,15 +8,12 @@ Shifting by one sample of the batch (the "shifted data" variance algorithm)
 avoids the cancellation of E[z^2] - E[z]^2 when |mean| >> std.
 """
 import numpy as np
-from numba import njit
 
-from .._config import JIT
+from .._config import JIT, kernel
 from .activations import act_backward, bias_act_forward
-from .late_call import late_call
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def bn_partial_stats(Z, shift, s1, s2):
     """s1[j] = sum_i (Z[i,j] - shift[j]), s2[j] = sum_i (Z[i,j] - shift[j])^2.
 
@@ -32,8 +29,7 @@ def bn_partial_stats(Z, shift, s1, s2):
             s2[j] += u * u
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def bn_finalize_stats(s1_parts, s2_parts, n_parts, shift, n_rows, eps, momentum,
                       mean, inv_std, run_mean, run_var, update_running):
     """Combine chunk sums into the batch mean and 1/sqrt(var + eps).
@@ -60,8 +56,7 @@ def bn_finalize_stats(s1_parts, s2_parts, n_parts, shift, n_rows, eps, momentum,
             run_var[j] = momentum * run_var[j] + (1.0 - momentum) * var
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def bn_running_stats(run_mean, run_var, eps, mean, inv_std):
     """Evaluation mode: mean = running mean, inv_std = 1/sqrt(running var + eps)."""
     for j in range(mean.shape[0]):
@@ -69,8 +64,7 @@ def bn_running_stats(run_mean, run_var, eps, mean, inv_std):
         inv_std[j] = 1.0 / np.sqrt(np.float64(run_var[j]) + eps)
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def bn_normalize(Z, mean, inv_std, gamma, beta, X_hat, A, act, alpha):
     """X_hat = (Z - mean) * inv_std; A = act(gamma * X_hat + beta).
 
@@ -87,8 +81,7 @@ def bn_normalize(Z, mean, inv_std, gamma, beta, X_hat, A, act, alpha):
     bias_act_forward(A, beta, act, alpha)
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def bn_backward_sums(dA, A, X_hat, act, alpha, dgamma, dbeta):
     """First backward pass for one chunk.
 
@@ -107,8 +100,7 @@ def bn_backward_sums(dA, A, X_hat, act, alpha, dgamma, dbeta):
             dbeta[j] += g[j]
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def bn_backward_dx(dY, X_hat, gamma, inv_std, dgamma, dbeta, n_rows, dX):
     """dX = gamma * inv_std / n * (n dY - dbeta - X_hat * dgamma).
 

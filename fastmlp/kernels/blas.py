@@ -1,83 +1,91 @@
-"""Strided GEMM on sub-matrices of flat buffers, through the BLAS that Numba's np.dot uses.
+"""Strided GEMM on sub-matrices of flat buffers, through SciPy's BLAS.
 
 np.dot inside njit only takes contiguous operands (a strided one is copied, which
-allocates), so a row tile of dW = X^T dZ needed a transposed copy of X. `gemm`
+allocates), so a row tile of dW = X^T dZ would need a transposed copy of X. `gemm`
 passes leading dimensions instead: any block of a row-major matrix is an operand.
-It calls `numba_xxgemm`, the wrapper in Numba's helper library over SciPy's
-cython BLAS (the same symbol np.dot calls), resolved by name when the module is
-linked, so functions using it can be cached.
-"""
-from llvmlite import ir
-from numba import njit, types
-from numba.core import cgutils
-from numba.extending import intrinsic
 
-from .._config import JIT
+It calls SciPy's ``scipy.linalg.cython_blas`` ``sgemm`` / ``dgemm`` (the BLAS that
+Numba's own np.dot uses). Their addresses come from Numba's public
+``numba.extending.get_cython_function_address`` and are registered with LLVM under
+the names ``fastmlp_sgemm`` / ``fastmlp_dgemm`` (``llvmlite.binding.add_symbol``) at
+import, so compiled code refers to them by name and can be cached: a cached kernel
+loaded in a new process links to the address registered there.
+"""
+import llvmlite.binding as llvm
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.extending import get_cython_function_address, intrinsic
+
+from .._config import JIT, kernel
+
+_SYMBOLS = {types.float32: "fastmlp_sgemm", types.float64: "fastmlp_dgemm"}
+
+
+def _register_blas():
+    """Make SciPy's cython_blas sgemm/dgemm linkable under the names in _SYMBOLS."""
+    for name, symbol in (("sgemm", _SYMBOLS[types.float32]), ("dgemm", _SYMBOLS[types.float64])):
+        llvm.add_symbol(symbol, get_cython_function_address("scipy.linalg.cython_blas", name))
+
+
+_register_blas()
 
 _CHAR = ir.IntType(8)
-_VOIDP = ir.IntType(8).as_pointer()
+_INT = ir.IntType(32)   # cython_blas takes Fortran INTEGER: C int (LP64 BLAS)
 
 
 @intrinsic
-def _xxgemm(typingctx, transa, transb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
-            c, c_off, ldc):
+def fortran_gemm(typingctx, trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
+                 c, c_off, ldc):
     """Column-major BLAS ?gemm: C = alpha op(A) op(B) + beta C with A = a[a_off:], etc.
-    transa/transb: 0 = 'n', 1 = 't'. a, b, c 1-D arrays of one float dtype."""
-    dtype = c.dtype
-    if not (isinstance(a, types.Array) and isinstance(b, types.Array) and
-            isinstance(c, types.Array) and a.dtype == dtype and b.dtype == dtype and
-            dtype in (types.float32, types.float64)):
+    trans_a/trans_b: 0 = 'n', 1 = 't'. a, b, c 1-D arrays of one float dtype; every
+    argument goes to BLAS by pointer (Fortran's convention), from stack slots."""
+    dtype = getattr(c, "dtype", None)
+    if dtype not in _SYMBOLS or not all(isinstance(x, types.Array) and x.dtype == dtype
+                                        for x in (a, b, c)):
         return None
-    sig = types.void(transa, transb, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
+    sig = types.void(trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta,
                      c, c_off, ldc)
 
     def codegen(context, builder, signature, args):
-        (ta, tb, m_, n_, k_, alpha_, a_, a_off_, lda_, b_, b_off_, ldb_, beta_, c_, c_off_,
-         ldc_) = args
-        intp = context.get_value_type(types.intp)
-        fnty = ir.FunctionType(ir.IntType(32), [_CHAR, _CHAR, _CHAR, intp, intp, intp,
-                                                _VOIDP, _VOIDP, intp, _VOIDP, intp, _VOIDP,
-                                                _VOIDP, intp])
-        fn = cgutils.get_or_insert_function(builder.module, fnty, "numba_xxgemm")
+        arg_types = signature.args
         ll_dtype = context.get_value_type(dtype)
+        ch, i, f = _CHAR.as_pointer(), _INT.as_pointer(), ll_dtype.as_pointer()
+        # transa transb m n k alpha a lda b ldb beta c ldc
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            ir.VoidType(), [ch, ch, i, i, i, f, f, i, f, i, f, f, i]), _SYMBOLS[dtype])
 
-        def scalar_slot(value, ty):
-            slot = cgutils.alloca_once(builder, ll_dtype)
-            builder.store(context.cast(builder, value, ty, dtype), slot)
-            return builder.bitcast(slot, _VOIDP)
+        def slot(value):
+            ptr = cgutils.alloca_once(builder, value.type)
+            builder.store(value, ptr)
+            return ptr
 
-        def data_ptr(arr_val, arr_ty, off, off_ty):
-            arr = context.make_array(arr_ty)(context, builder, arr_val)
-            ptr = builder.gep(arr.data, [context.cast(builder, off, off_ty, types.intp)])
-            return builder.bitcast(ptr, _VOIDP)
+        def as_int(i):
+            return builder.trunc(context.cast(builder, args[i], arg_types[i], types.int64), _INT)
 
-        def trans_char(flag, ty):
-            is_t = builder.icmp_signed("!=", context.cast(builder, flag, ty, types.intp),
-                                       ir.Constant(intp, 0))
-            return builder.select(is_t, ir.Constant(_CHAR, ord("t")), ir.Constant(_CHAR, ord("n")))
+        def as_float(i):
+            return context.cast(builder, args[i], arg_types[i], dtype)
 
-        def as_intp(v, ty):
-            return context.cast(builder, v, ty, types.intp)
+        def trans_char(i):
+            is_t = builder.icmp_signed("!=", context.cast(builder, args[i], arg_types[i],
+                                                          types.int64), ir.Constant(ir.IntType(64), 0))
+            return builder.select(is_t, ir.Constant(_CHAR, ord("T")), ir.Constant(_CHAR, ord("N")))
 
-        kind = ir.Constant(_CHAR, ord("s" if dtype == types.float32 else "d"))
-        A = signature.args
-        res = builder.call(fn, (
-            kind, trans_char(ta, A[0]), trans_char(tb, A[1]),
-            as_intp(m_, A[2]), as_intp(n_, A[3]), as_intp(k_, A[4]),
-            scalar_slot(alpha_, A[5]), data_ptr(a_, A[6], a_off_, A[7]), as_intp(lda_, A[8]),
-            data_ptr(b_, A[9], b_off_, A[10]), as_intp(ldb_, A[11]),
-            scalar_slot(beta_, A[12]), data_ptr(c_, A[13], c_off_, A[14]),
-            as_intp(ldc_, A[15])))
-        with builder.if_then(cgutils.is_not_null(builder, res), likely=False):
-            pyapi = context.get_python_api(builder)
-            pyapi.gil_ensure()
-            pyapi.fatal_error("BLAS wrapper returned with an error")
+        def data(i):
+            arr = context.make_array(arg_types[i])(context, builder, args[i])
+            return builder.gep(arr.data, [context.cast(builder, args[i + 1], arg_types[i + 1],
+                                                       types.intp)])
+
+        builder.call(fn, [slot(trans_char(0)), slot(trans_char(1)), slot(as_int(2)),
+                          slot(as_int(3)), slot(as_int(4)), slot(as_float(5)), data(6),
+                          slot(as_int(8)), data(9), slot(as_int(11)), slot(as_float(12)),
+                          data(13), slot(as_int(15))])
         return context.get_dummy_value()
 
     return sig, codegen
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def gemm(trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c, c_off, ldc):
     """Row-major C = alpha op(A) op(B) + beta C on blocks of flat buffers.
 
@@ -89,13 +97,5 @@ def gemm(trans_a, trans_b, m, n, k, alpha, a, a_off, lda, b, b_off, ldb, beta, c
     """
     if m == 0 or n == 0:
         return
-    _xxgemm(trans_b, trans_a, n, m, k, alpha, b, b_off, ldb, a, a_off, lda, beta, c, c_off, ldc)
-
-
-def _ensure_blas():
-    """Load SciPy's BLAS for Numba (np.dot in a compiled function does this at typing)."""
-    from numba.np.linalg import ensure_blas
-    ensure_blas()
-
-
-_ensure_blas()
+    fortran_gemm(trans_b, trans_a, n, m, k, alpha, b, b_off, ldb, a, a_off, lda, beta, c, c_off,
+                 ldc)

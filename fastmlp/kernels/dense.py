@@ -5,15 +5,13 @@ BLAS, by shape) as flat views. np.dot would always take BLAS, and its three oper
 layouts cost three more compilations of its implementation on the first run.
 """
 import numpy as np
-from numba import njit
 
-from .._config import JIT
+from .._config import JIT, kernel
 from .activations import act_backward, bias_act_forward
-from .late_call import late_call
 from .tile_gemm import gemm
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def matmul(A, B, C, trans_a, trans_b):
     """C = op(A) @ op(B) for C-contiguous 2-D arrays; op transposes when trans_* is 1.
     C (m, n) is overwritten (register tiles or BLAS, by shape: kernels/tile_gemm.py)."""
@@ -23,8 +21,7 @@ def matmul(A, B, C, trans_a, trans_b):
          C.reshape(-1), 0, n)
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def dense_forward(X, W, b, Z, act, alpha):
     """Z = act(X @ W + b).
 
@@ -36,7 +33,7 @@ def dense_forward(X, W, b, Z, act, alpha):
     bias_act_forward(Z, b, act, alpha)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def column_sums(G, out):
     """out[j] = sum_i G[i, j]. G (rows, d), out (d,) overwritten."""
     out[:] = 0
@@ -46,8 +43,7 @@ def column_sums(G, out):
             out[j] += row[j]
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def dense_backward(X, W, A, dA, dW, db, dX, act, alpha, need_dx):
     """Backward of Z = X @ W + b, A = act(Z), for one chunk of rows.
 
@@ -63,8 +59,7 @@ def dense_backward(X, W, A, dA, dW, db, dX, act, alpha, need_dx):
         matmul(dA, W, dX, np.int64(0), np.int64(1))
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def dense_backward_rows(W, A, dA, db, dX, act, alpha, need_dx):
     """Row-chunk part of the tiled dense backward (dW is computed later by row tiles).
 

@@ -1,13 +1,10 @@
 """Inverted dropout with counter-based masks (independent of threads and chunking)."""
-from numba import njit
 
-from .._config import JIT
-from .late_call import late_call
+from .._config import JIT, kernel
 from .rng import stream_key, uniform_at
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def dropout_forward(X, A, M, rate, seed, stream, row0):
     """A = X * M with M[i, j] = 1 / (1 - rate) if u >= rate else 0, u uniform in (0, 1)
     from counters (seed, stream, (row0 + i) * d + j). X, A, M (rows, d); row0 is the
@@ -25,8 +22,7 @@ def dropout_forward(X, A, M, rate, seed, stream, row0):
             A[i, j] = X[i, j] * m
 
 
-@late_call
-@njit(**JIT)
+@kernel(**JIT)
 def dropout_backward(dA, M, dX):
     """dX = dA * M. All (rows, d)."""
     for i in range(dA.shape[0]):

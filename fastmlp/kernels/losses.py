@@ -1,11 +1,10 @@
 """Output losses fused with their gradient (one pass over the logits)."""
 import numpy as np
-from numba import njit
 
-from .._config import JIT
+from .._config import JIT, kernel
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def softmax_xent(Z, y, dZ, inv_n, write_grad):
     """Softmax cross-entropy for one chunk of rows.
 
@@ -50,7 +49,7 @@ def softmax_xent(Z, y, dZ, inv_n, write_grad):
     return loss, n_correct
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def mse(A, T, dA, scale, write_grad):
     """Squared error for one chunk: returns (sum of (A - T)^2 as float64, same sum).
 
@@ -72,7 +71,7 @@ def mse(A, T, dA, scale, write_grad):
     return total, total
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def sigmoid_bce(Z, T, dZ, scale, write_grad):
     """Binary cross-entropy of sigmoid(Z) against targets T in [0, 1], from the logits.
 
@@ -103,7 +102,7 @@ def sigmoid_bce(Z, T, dZ, scale, write_grad):
     return total, correct
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def multiclass_hinge(Z, y, dZ, inv_n, margin, write_grad):
     """Multiclass SVM loss (Weston & Watkins 1999; the CS231n / DD2424 form):
     sum over j != y of max(0, z_j - z_y + margin), averaged over rows.
@@ -145,7 +144,7 @@ def multiclass_hinge(Z, y, dZ, inv_n, margin, write_grad):
     return total, correct
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def margin_loss(Z, T, dZ, inv_n, margin, write_grad):
     """max(0, margin - t z) for one output and labels t in {-1, +1}, averaged over rows.
 

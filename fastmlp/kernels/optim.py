@@ -9,32 +9,52 @@ folded = 1 when grads[0] already holds the whole gradient of the block (the
 tiled dense W), 0 when all n_parts partials must be summed; `seg`
 (n_segments, 3) float64 rows are (l2, l1, decoupled weight decay).
 
-hyper (float64): [0] noise eta, [1] noise gamma, [2] noise seed, then the
-family's own values (see each kernel). Codes below. `scalars` (float64, 4) is
-per-optimizer scalar state (Nadam's running product of momentum coefficients).
+`hyper` is a `Hyper` (a NamedTuple of floats, read by name: hyper.b1); each family
+reads its own fields. Codes below. `scalars` (float64, 4) is per-optimizer scalar
+state (Nadam's running product of momentum coefficients).
 """
-import numpy as np
-from numba import njit
+from typing import NamedTuple
 
-from .._config import ENTRY, INLINED, JIT
-from .late_call import late_call
+import numpy as np
+
+from .._config import ENTRY, INLINED, JIT, PARALLEL, kernel
+from numba import prange
+
 from .rng import add_normal_noise, stream_key
-from .sync import share
 
 SGD = 0
 ADAM = 1
 ADAGRAD = 2
 ADADELTA = 3
 RMSPROP = 4
-# Adam family variants (hyper[H0 + 3])
+LION = 5
+# Adam family variants (Hyper.variant)
 V_ADAM = 0
 V_AMSGRAD = 1
 V_ADAMAX = 2
 V_NADAM = 3
-H0 = 3  # first family-specific hyper index
 
 
-@njit(**JIT)
+class Hyper(NamedTuple):
+    """Optimizer hyperparameters as the kernels read them. Gradient noise (every family):
+    noise_eta, noise_gamma, noise_seed. A family reads only its own fields; the others
+    keep their defaults. (Mixed field types on purpose: a tuple of one type reaches
+    Numba's parallel loops as an array, which they refuse as an argument.)"""
+    noise_eta: float = 0.0
+    noise_gamma: float = 0.0
+    noise_seed: float = 0.0
+    momentum: float = 0.0        # SGD, RMSprop
+    nesterov: bool = False       # SGD
+    b1: float = 0.0              # Adam family, Lion
+    b2: float = 0.0              # Adam family, Lion
+    eps: float = 0.0             # Adam family, Adagrad, Adadelta, RMSprop
+    variant: int = 0             # Adam family: V_* above
+    momentum_decay: float = 0.0  # Nadam's psi
+    rho: float = 0.0             # Adadelta, RMSprop
+    centered: bool = False       # RMSprop
+
+
+@kernel(**JIT)
 def fold_partials(grads, c0, n_parts, start, stop):
     """grads[0, i] += grads[c, i] for c0 <= c < n_parts, i in [start, stop)."""
     g = grads[0, start:stop]
@@ -44,14 +64,14 @@ def fold_partials(grads, c0, n_parts, start, stop):
             g[i] += gc[i]
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def block_source(gsrc, start, stop):
     """The gradient source gsrc = (g0, g1, w1, two_l2) restricted to [start, stop)."""
     g0, g1, w1, two_l2 = gsrc
     return g0[start:stop], g1[start:stop], w1, two_l2
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def grad_at(gb, p, i):
     """Gradient of element i of a block from its source gb = (g0, g1, w1, two_l2):
     g0[i] + w1 g1[i] + two_l2 p_i (two chunk partials and the L2 term, summed in the
@@ -64,7 +84,7 @@ def grad_at(gb, p, i):
     return g0[i] + w1 * g1[i] + two_l2 * p[i]
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step):
     """grads[0, i] = sum_c grads[c, i] + 2 l2 p_i + l1 sign(p_i) + noise, i in [start, stop).
 
@@ -85,13 +105,13 @@ def prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step):
         l1_ = t(l1)
         for i in range(g.shape[0]):
             g[i] += l1_ if p[i] > 0 else (-l1_ if p[i] < 0 else t(0))
-    eta = hyper[0]
+    eta = hyper.noise_eta
     if eta > 0.0:
-        sigma = np.sqrt(eta / (1.0 + step) ** hyper[1])
-        add_normal_noise(g, start, sigma, stream_key(np.int64(hyper[2]), step))
+        sigma = np.sqrt(eta / (1.0 + step) ** hyper.noise_gamma)
+        add_normal_noise(g, start, sigma, stream_key(np.int64(hyper.noise_seed), step))
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def decay_block(params, start, stop, lr, wd):
     """Decoupled weight decay (Loshchilov & Hutter 2019): p *= 1 - lr * wd."""
     if wd != 0.0:
@@ -101,7 +121,7 @@ def decay_block(params, start, stop, lr, wd):
             p[i] *= f
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def sgd_block(params, gsrc, state, start, stop, lr, momentum, nesterov):
     """SGD (PyTorch's form, Sutskever et al. 2013): v = mu v + g;
     p -= lr (g + mu v) if nesterov else lr v; plain p -= lr g when mu = 0. state[0] = v."""
@@ -120,7 +140,7 @@ def sgd_block(params, gsrc, state, start, stop, lr, momentum, nesterov):
         p[i] -= lr_ * (gi + mu * vi) if nesterov else lr_ * vi
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def adagrad_block(params, gsrc, state, start, stop, lr, eps):
     """Adagrad (Duchi et al. 2011; PyTorch): s += g^2; p -= lr g / (sqrt(s) + eps). state[0] = s."""
     t = params.dtype.type
@@ -134,7 +154,7 @@ def adagrad_block(params, gsrc, state, start, stop, lr, eps):
         p[i] -= lr_ * gi / (np.sqrt(si) + eps_)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def adadelta_block(params, gsrc, state, start, stop, lr, rho, eps):
     """Adadelta (Zeiler 2012; PyTorch): v = rho v + (1-rho) g^2;
     d = sqrt(u + eps) / sqrt(v + eps) g; u = rho u + (1-rho) d^2; p -= lr d.
@@ -153,7 +173,7 @@ def adadelta_block(params, gsrc, state, start, stop, lr, rho, eps):
         p[i] -= lr_ * d
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def rmsprop_block(params, gsrc, state, start, stop, lr, rho, eps, momentum, centered):
     """RMSprop (Tieleman & Hinton 2012; PyTorch): v = rho v + (1-rho) g^2;
     centered: a = rho a + (1-rho) g, den = sqrt(v - a^2) + eps, else den = sqrt(v) + eps;
@@ -183,7 +203,7 @@ def rmsprop_block(params, gsrc, state, start, stop, lr, rho, eps, momentum, cent
             p[i] -= lr_ * gi / den
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def adam_moments(m, v, i, gi, b1, c1, b2, c2):
     """Store and return m_i = b1 m_i + c1 g_i and v_i = b2 v_i + c2 g_i^2 (c = 1 - b)."""
     mi = b1 * m[i] + c1 * gi
@@ -193,7 +213,7 @@ def adam_moments(m, v, i, gi, b1, c1, b2, c2):
     return mi, vi
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def adam_block(params, gsrc, state, start, stop, lr, b1, b2, eps, variant, step, mu_t, mu_next, mu_prod):
     """Adam family, PyTorch's documented forms; step t is 1-based.
 
@@ -247,28 +267,46 @@ def adam_block(params, gsrc, state, start, stop, lr, b1, b2, eps, variant, step,
             p[i] -= step_size * mi / (np.sqrt(vi) * inv_sqrt_bc2 + eps_)
 
 
-@njit(**INLINED)
+@kernel(**JIT)
+def lion_block(params, gsrc, state, start, stop, lr, b1, b2):
+    """Lion (Chen et al. 2023, "Symbolic Discovery of Optimization Algorithms"):
+    c = b1 m + (1-b1) g; p -= lr sign(c); m = b2 m + (1-b2) g. state[0] = m.
+    (Its decoupled weight decay is the common decay_block.)"""
+    t = params.dtype.type
+    p, gb = params[start:stop], block_source(gsrc, start, stop)
+    lr_, b1_, c1, b2_, c2 = t(lr), t(b1), t(1.0 - b1), t(b2), t(1.0 - b2)
+    zero, one = t(0.0), t(1.0)
+    m = state[0, start:stop]
+    for i in range(p.shape[0]):
+        gi = grad_at(gb, p, i)
+        ci = b1_ * m[i] + c1 * gi
+        p[i] -= lr_ * (one if ci > zero else (-one if ci < zero else zero))
+        m[i] = b2_ * m[i] + c2 * gi
+
+
+@kernel(**INLINED)
 def update_block(kind, hyper, lr, step, params, g, state, start, stop, mu_t, mu_next, mu_prod,
                  adaptive):
     """Apply the family `kind` to params[start:stop] with the gradient source g
     (see grad_at). adaptive None (a compile-time switch, see loop.run_batches): the
     family is SGD, and the adaptive families' kernels are not compiled."""
-    h = H0
     if adaptive is None or kind == SGD:
-        sgd_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1] != 0.0)
+        sgd_block(params, g, state, start, stop, lr, hyper.momentum, hyper.nesterov)
     elif kind == ADAM:
-        adam_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1], hyper[h + 2],
-                   int(hyper[h + 3]), step, mu_t, mu_next, mu_prod)
+        adam_block(params, g, state, start, stop, lr, hyper.b1, hyper.b2, hyper.eps,
+                   hyper.variant, step, mu_t, mu_next, mu_prod)
     elif kind == ADAGRAD:
-        adagrad_block(params, g, state, start, stop, lr, hyper[h])
+        adagrad_block(params, g, state, start, stop, lr, hyper.eps)
     elif kind == ADADELTA:
-        adadelta_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1])
+        adadelta_block(params, g, state, start, stop, lr, hyper.rho, hyper.eps)
     elif kind == RMSPROP:
-        rmsprop_block(params, g, state, start, stop, lr, hyper[h], hyper[h + 1], hyper[h + 2],
-                      hyper[h + 3] != 0.0)
+        rmsprop_block(params, g, state, start, stop, lr, hyper.rho, hyper.eps, hyper.momentum,
+                      hyper.centered)
+    elif kind == LION:
+        lion_block(params, g, state, start, stop, lr, hyper.b1, hyper.b2)
 
 
-@njit(**INLINED)
+@kernel(**INLINED)
 def gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, step, extras):
     """The gradient source (see grad_at) of params[start:stop] before its update.
 
@@ -282,7 +320,7 @@ def gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, s
     l2, l1, wd = penalties[0], penalties[1], penalties[2]
     g0 = grads[0]
     t = params.dtype.type
-    if extras is not None and (l1 != 0.0 or wd != 0.0 or hyper[0] > 0.0):
+    if extras is not None and (l1 != 0.0 or wd != 0.0 or hyper.noise_eta > 0.0):
         prepare_block(params, grads, n_parts, start, stop, l2, l1, hyper, step)
         decay_block(params, start, stop, lr, wd)
         return g0, g0, t(0.0), t(0.0)
@@ -292,7 +330,7 @@ def gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, s
     return g0, g0, t(0.0), t(2.0 * l2)
 
 
-@njit(**ENTRY)
+@kernel(**ENTRY)
 def reduce_gradients(params, grads, blocks, seg, n_parts, hyper, step):
     """Fold the chunk partials, penalties and noise into grads[0] without updating."""
     for kb in range(blocks.shape[0]):
@@ -302,21 +340,21 @@ def reduce_gradients(params, grads, blocks, seg, n_parts, hyper, step):
                       hyper, step)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def step_scalars(kind, hyper, step, scalars, adaptive):
     """Per-step scalars (mu_t, mu_next, mu_prod) of Nadam, mu_prod = scalars[0] * mu_t
     the running product of momentum coefficients after this step (the caller stores it
     in scalars[0] once every thread has read scalars). Zeros for the other optimizers."""
-    if adaptive is not None and kind == ADAM and int(hyper[H0 + 3]) == V_NADAM:
-        psi = hyper[H0 + 4]
-        b1 = hyper[H0]
+    if adaptive is not None and kind == ADAM and hyper.variant == V_NADAM:
+        psi = hyper.momentum_decay
+        b1 = hyper.b1
         mu_t = b1 * (1.0 - 0.5 * 0.96 ** (step * psi))
         mu_next = b1 * (1.0 - 0.5 * 0.96 ** ((step + 1) * psi))
         return mu_t, mu_next, scalars[0] * mu_t
     return 0.0, 0.0, scalars[0]
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def update_range(kind, hyper, lr, step, params, grads, state, start, stop, penalties, n_parts,
                  mu_t, mu_next, mu_prod, adaptive, extras):
     """Update params[start:stop] (one segment: `penalties` its (l2, l1, decay) row) from
@@ -328,24 +366,23 @@ def update_range(kind, hyper, lr, step, params, grads, state, start, stop, penal
                  state, start, stop, mu_t, mu_next, mu_prod, adaptive)
 
 
-@late_call
-@njit(**JIT)
+@kernel(**PARALLEL)
 def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts,
-                  mu_t, mu_next, mu_prod, adaptive, extras, team):
-    """Update the parameters of every block; each thread of the team takes its share
-    of the blocks. adaptive, extras: compile-time switches (see loop.run_batches)."""
-    b0, b1 = share(blocks.shape[0], team)
-    for kb in range(b0, b1):
+                  mu_t, mu_next, mu_prod, adaptive, extras):
+    """Update the parameters of every block, the blocks spread over Numba's threads
+    (each block is cache-sized and independent of the others). adaptive, extras:
+    compile-time switches (see loop.run_batches)."""
+    for kb in prange(blocks.shape[0]):
         start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
         parts = 1 if blocks[kb, 3] != 0 else n_parts
         update_range(kind, hyper, lr, step, params, grads, state, start, stop, seg[s], parts,
                      mu_t, mu_next, mu_prod, adaptive, extras)
 
 
-@njit(**ENTRY)
+@kernel(**ENTRY)
 def optimizer_step(kind, hyper, lr, step, params, grads, state, scalars, blocks, seg, n_parts):
     """One update of every parameter (step is the 1-based update count of this optimizer)."""
     mu_t, mu_next, mu_prod = step_scalars(kind, hyper, step, scalars, True)
     update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts, mu_t,
-                  mu_next, mu_prod, True, True, (0, 1, np.zeros(3, np.int64)))
+                  mu_next, mu_prod, True, True)
     scalars[0] = mu_prod

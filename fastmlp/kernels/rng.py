@@ -4,9 +4,8 @@ So noise and dropout masks do not depend on thread scheduling or chunking.
 splitmix64's finaliser (Steele, Lea & Flood 2014) mixes the counters.
 """
 import numpy as np
-from numba import njit
 
-from .._config import JIT
+from .._config import JIT, kernel
 
 _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M1 = np.uint64(0xBF58476D1CE4E5B9)
@@ -15,7 +14,7 @@ _S30, _S27, _S31, _S11 = np.uint64(30), np.uint64(27), np.uint64(31), np.uint64(
 _TWO_M53 = 1.0 / 9007199254740992.0  # 2^-53
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def mix64(x):
     """splitmix64 finaliser: a bijective avalanche of the uint64 x."""
     z = x + _GOLDEN
@@ -24,20 +23,20 @@ def mix64(x):
     return z ^ (z >> _S31)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def stream_key(seed, a):
     """The part of (seed, a, b)'s hash that does not depend on b: compute it once per
     stream (an update, a layer) and draw element b with uniform_at / normal_at."""
     return mix64(mix64(np.uint64(seed)) ^ np.uint64(a))
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def uniform_at(key, b):
     """Uniform float64 in (0, 1) for counter b of the stream `key` (see stream_key)."""
     return (np.float64(mix64(np.uint64(key) ^ np.uint64(b)) >> _S11) + 0.5) * _TWO_M53
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def normal_at(key, b):
     """Standard normal float64 for counter b of the stream `key` (Box-Muller on the
     uniforms of counters 2b and 2b + 1)."""
@@ -46,7 +45,7 @@ def normal_at(key, b):
     return np.sqrt(-2.0 * np.log(u1)) * np.cos(2.0 * np.pi * u2)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def normal_pair_at(key, m):
     """Two independent standard normals (float64) for pair m of the stream `key`: both
     outputs of Box-Muller, r cos(theta) and r sin(theta), on the uniforms of counters
@@ -56,7 +55,7 @@ def normal_pair_at(key, m):
     return r * np.cos(theta), r * np.sin(theta)
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def add_normal_noise(g, start, sigma, key):
     """g[i] += sigma z_(start + i), i < len(g), z_j standard normal from the stream `key`:
     elements 2m and 2m + 1 take the two outputs of normal_pair_at(key, m), so a value
@@ -76,7 +75,7 @@ def add_normal_noise(g, start, sigma, key):
         g[i] += t(sigma * normal_pair_at(key, (start + i) // 2)[0])
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def uniform(seed, a, b):
     """Uniform float64 in (0, 1) for integer counters (seed, a, b)."""
     return uniform_at(stream_key(seed, a), b)

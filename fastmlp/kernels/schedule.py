@@ -5,9 +5,8 @@ then the schedule's own values from h[2]. During warm-up (step < w) the rate is
 multiplied by f + (1 - f) * step / w (linear warm-up, Goyal et al. 2017).
 """
 import numpy as np
-from numba import njit
 
-from .._config import ENTRY, JIT
+from .._config import ENTRY, JIT, kernel
 
 CONSTANT = 0
 CYCLIC = 1
@@ -17,7 +16,7 @@ COSINE = 4
 P0 = 2  # first schedule-specific index
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def base_lr(kind, h, step):
     """The schedule without warm-up at 0-based update `step` (float)."""
     p = P0
@@ -47,7 +46,7 @@ def base_lr(kind, h, step):
     return h[p]
 
 
-@njit(**ENTRY)
+@kernel(**ENTRY)
 def schedule_lr(kind, h, step):
     """Learning rate at 0-based update `step`, warm-up included."""
     lr = base_lr(kind, h, step)

@@ -32,14 +32,14 @@ are 32 bytes (8 float32 or 4 float64 lanes: AVX2; LLVM splits them on narrower
 targets). The same code serves float32 training and float64 gradient checks.
 """
 import numpy as np
+import llvmlite.binding as llvm
 from llvmlite import ir
-from numba import njit, types
+from numba import carray, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .._config import INLINED, JIT
+from .._config import C_FUNCTION, GEMM_MODE, INLINED, JIT, compiled_c, kernel
 from .blas import gemm as blas_gemm
-from .late_call import late_call
 
 ROWS = 4        # rows of C per full tile
 VECTORS = 3     # vectors of C per tile row: 4 x 3 = 12 of the 16 AVX2 registers (12
@@ -73,6 +73,23 @@ MAX_COLS = 64
 MAX_BATCH = 128
 DOT_A_BYTES = 256 * 1024
 DOT_MIN_K_BYTES = 256   # ... and k >= 64 float32: for shorter rows the lane sums dominate
+
+
+
+def host_has_tile_features():
+    """True when the host CPU has what the tiles assume: 32-byte vectors (AVX2) and fused
+    multiply-add (FMA). Elsewhere llvm.fma on vectors would be split or become calls."""
+    try:
+        features = llvm.get_host_cpu_features()
+    except RuntimeError:   # LLVM cannot tell on this platform
+        return False
+    return bool(features.get("avx2", False) and features.get("fma", False))
+
+
+# The tiles run only where the host has their features and FASTMLP_GEMM is not "blas";
+# BLAS takes every product otherwise. A constant of the compiled code: the cache folder
+# is keyed by GEMM_MODE (_config.cache_folder), and Numba's cache by the host CPU.
+TILES = GEMM_MODE == "auto" and host_has_tile_features()
 
 _I64 = ir.IntType(64)
 _I32 = ir.IntType(32)
@@ -420,7 +437,7 @@ def splat(builder, scalar, vector_type):
                                   ir.Constant(ir.VectorType(_I32, vector_type.count), None))
 
 
-@njit(**JIT)
+@kernel(**JIT)
 def panels(n, lanes):
     """Columns (n_wide, n_full): [0, n_wide) in VECTORS-wide panels, [n_wide, n_full)
     in NARROW_VECTORS-wide ones (at most 2, so that n_full covers every whole vector
@@ -433,7 +450,7 @@ def panels(n, lanes):
     return n_wide, n_wide + n_narrow * NARROW_VECTORS * lanes
 
 
-@njit(**INLINED)
+@kernel(**INLINED)
 def gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """Row-major C (m, n) = A (m, k) @ B^T, B stored (n, k) (dX = dZ @ W^T of a dense
     layer) by dot tiles: both operands are read along their contiguous rows, so
@@ -446,7 +463,7 @@ def gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
                      0)
 
 
-@njit(**INLINED)
+@kernel(**INLINED)
 def rest_columns(m, rest, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """C (m, rest) = A (m, k) @ B (k, rest) for the few (< lanes) columns left of a
     tiled C = A @ B: each REST_B of B's columns is copied, REST_DEPTH of k at a time,
@@ -467,7 +484,7 @@ def rest_columns(m, rest, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
                          1 if k0 > 0 else 0)
 
 
-@njit(**INLINED)
+@kernel(**INLINED)
 def flipped_rest_columns(m, rest, depth, a, a0, a_ks, b, b0, ldb, c, c_off, ldc, adding):
     """One k pass of C[:m, :rest] (+)= A^T @ B for the (< lanes) columns left of a tiled
     C = A^T @ B (A stored (k, m), row stride a_ks; m a multiple of FLIP_VECTORS vectors)
@@ -486,7 +503,7 @@ def flipped_rest_columns(m, rest, depth, a, a0, a_ks, b, b0, ldb, c, c_off, ldc,
                              c, c_off + j0 * ldc + r0, 1, ldc, depth, adding)
 
 
-@njit(**INLINED)
+@kernel(**INLINED)
 def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """Row-major C = op(A) @ B on blocks of flat buffers (the layout of blas.gemm with
     alpha = 1, beta = 0, trans_b = 0): C (m, n) at c[c_off] with row stride ldc, A
@@ -550,26 +567,25 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
                   lda, b, b_off + n_full, ldb, zero, c, c_off + m_flip * ldc + n_full, ldc)
 
 
-# Kernels reach the GEMM through `late_call` (kernels/late_call.py): Numba would
-# otherwise link (and re-optimise) its code into every kernel that calls it and into
-# each kernel up the call chain (tile_gemm linked into the dense kernels made the
-# cold first fit 1.6 s slower, 15.5 s against 13.9). Through the pointer it is
-# compiled (and cached) once per dtype, on first use; the choice between tiles and
-# BLAS is made inside it for the same reason. gemm_bt, tile_gemm and the leftover
-# column functions (one caller each) are inlined into it, not compiled on their own
-# and then linked in again (the cold first fit 0.3 s faster).
-@late_call
-@njit(**JIT)
-def gemm_entry(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
-    """`gemm` with int64 integers: by the tiles where they measured faster (see
-    MIN_COLS ... DOT_A_BYTES), by BLAS otherwise."""
+# gemm_bt, tile_gemm and the leftover column functions (one caller each) are inlined
+# into gemm_entry, not compiled on their own and then linked in again (the cold first
+# fit 0.3 s faster).
+@kernel(**JIT)
+def tiles_pay_off(trans_a, trans_b, m, n, k, itemsize):
+    """True for the products where the tiles measured faster than BLAS (see MIN_COLS ...
+    DOT_A_BYTES): C = A @ B^T while A fits in half of L2 and its rows are long enough;
+    C = op(A) @ B with enough columns and either few of them or a small batch."""
     if trans_b:
-        tiles = (trans_a == 0 and m * k * c.itemsize <= DOT_A_BYTES
-                 and k * c.itemsize >= DOT_MIN_K_BYTES)
-    else:
-        batch = k if trans_a else m
-        tiles = MIN_COLS * 4 // c.itemsize <= n and (n <= MAX_COLS or batch <= MAX_BATCH)
-    if not tiles:
+        return trans_a == 0 and m * k * itemsize <= DOT_A_BYTES and k * itemsize >= DOT_MIN_K_BYTES
+    batch = k if trans_a else m
+    return MIN_COLS * 4 // itemsize <= n and (n <= MAX_COLS or batch <= MAX_BATCH)
+
+
+@kernel(**JIT)
+def gemm_entry(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """`gemm` with int64 integers: by the tiles where the host has them (TILES) and they
+    pay off (tiles_pay_off), by BLAS otherwise."""
+    if not (TILES and tiles_pay_off(trans_a, trans_b, m, n, k, c.itemsize)):
         one, zero = c.dtype.type(1.0), c.dtype.type(0.0)
         blas_gemm(trans_a, trans_b, m, n, k, one, a, a_off, lda, b, b_off, ldb, zero, c, c_off,
                   ldc)
@@ -579,12 +595,78 @@ def gemm_entry(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off
         tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
 
 
-@njit(**INLINED)
+# The GEMM is compiled once per dtype as a C function (numba.cfunc) and linked by name
+# (llvmlite.binding.add_symbol), not as a Numba function: Numba links a callee's code
+# into every caller and optimises it again there, and again in each caller up the
+# chain (each prange loop is one more level). The tiles are most of the code: with
+# them linked statically a first fit compiled in 41-46 s, with BLAS alone in 23 s.
+_C_NAMES = {types.float32: "fastmlp_gemm_f32", types.float64: "fastmlp_gemm_f64"}
+_C_ENTRIES = {}
+
+
+@kernel(**JIT)
+def stored_extent(rows, cols, ld):
+    """Elements spanned by a (rows, cols) block with row stride ld (0 when empty)."""
+    return (rows - 1) * ld + cols if rows > 0 and cols > 0 else 0
+
+
+def _entry_body(trans_a, trans_b, m, n, k, a_ptr, lda, b_ptr, ldb, c_ptr, ldc):
+    """gemm_entry on blocks given by their first element's address (the C entry)."""
+    a = carray(a_ptr, (stored_extent(k if trans_a else m, m if trans_a else k, lda),))
+    b = carray(b_ptr, (stored_extent(n if trans_b else k, k if trans_b else n, ldb),))
+    c = carray(c_ptr, (stored_extent(m, n, ldc),))
+    zero = np.int64(0)
+    gemm_entry(trans_a, trans_b, m, n, k, a, zero, lda, b, zero, ldb, c, zero, ldc)
+
+
+def _c_signature(dtype):
+    ptr, i64 = types.CPointer(dtype), types.int64
+    return types.void(i64, i64, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64)
+
+
+def link_gemm(dtype):
+    """Compile (or load from the cache) the C entry for `dtype` (np.float32 / np.float64)
+    and register its address under its name. Must run before any kernel that calls
+    `gemm` is first called in a process (model.py and training.py call it)."""
+    ty = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    if ty not in _C_ENTRIES:
+        entry = compiled_c(_c_signature(ty), **C_FUNCTION)(_entry_body)
+        llvm.add_symbol(_C_NAMES[ty], entry.address)
+        _C_ENTRIES[ty] = entry
+    return _C_ENTRIES[ty]
+
+
+@intrinsic
+def call_c_gemm(typingctx, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """Call the C entry of c's dtype (fastmlp_gemm_f32 / _f64, see link_gemm) with
+    pointers to a[a_off], b[b_off], c[c_off]; integers as int64."""
+    dtype = getattr(c, "dtype", None)
+    if dtype not in _C_NAMES or not all(isinstance(x, types.Array) and x.dtype == dtype
+                                        for x in (a, b, c)):
+        return None
+    sig = types.void(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+
+    def codegen(context, builder, signature, args):
+        ints = int64_args(context, builder, args, signature.args)
+        ptr = context.get_value_type(dtype).as_pointer()
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(
+            ir.VoidType(), [_I64] * 5 + [ptr, _I64] * 3), _C_NAMES[dtype])
+
+        def element(i):   # pointer to array argument i at the offset that follows it
+            arr = context.make_array(signature.args[i])(context, builder, args[i])
+            return builder.gep(arr.data, [ints[i + 1]])
+
+        builder.call(fn, ints[:5] + [element(5), ints[7], element(8), ints[10], element(11),
+                                     ints[13]])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@kernel(**JIT)
 def gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """Row-major C = op(A) @ op(B) on blocks of flat buffers (blas.gemm's arguments
-    without alpha and beta: C is overwritten), by tiles or BLAS (`gemm_entry`).
-    Integer arguments of any type (cast to int64 here, so every caller shares one
-    compiled entry per dtype)."""
-    i = np.int64
-    gemm_entry(i(trans_a), i(trans_b), i(m), i(n), i(k), a, i(a_off), i(lda), b, i(b_off),
-               i(ldb), c, i(c_off), i(ldc))
+    without alpha and beta: C is overwritten), by tiles or BLAS (`gemm_entry`, through
+    its C entry: see link_gemm). Integer arguments of any type."""
+    if m > 0 and n > 0:
+        call_c_gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
