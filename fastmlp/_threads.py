@@ -22,7 +22,7 @@ _controller = None
 _workqueue_lock = threading.RLock()
 
 
-def _checked(n):
+def check_thread_count(n):
     """n as int; ValueError unless 1 <= n <= NUMBA_NUM_THREADS (the cores, unless that
     environment variable says otherwise: Numba's own ceiling)."""
     if isinstance(n, bool) or not isinstance(n, numbers.Integral):
@@ -37,7 +37,7 @@ def set_num_threads(n):
     """Use n of Numba's threads in fastmlp computations (fits, evaluation, prediction)
     by default; fit(n_threads=) and friends override it per call."""
     global _default_threads
-    _default_threads = _checked(n)
+    _default_threads = check_thread_count(n)
 
 
 def get_num_threads():
@@ -69,7 +69,7 @@ def compute_threads(n_threads=None):
     n_threads threads (default get_num_threads()); yields that count, the number of
     row chunks a step is split into. Serialised across Python threads unless the
     threading layer accepts concurrent launches."""
-    n = get_num_threads() if n_threads is None else _checked(n_threads)
+    n = get_num_threads() if n_threads is None else check_thread_count(n_threads)
     layer = threading_layer()
     lock = _workqueue_lock if layer in (None, "workqueue") else contextlib.nullcontext()
     with lock, _blas_controller().limit(limits=1, user_api="blas"):
@@ -79,3 +79,57 @@ def compute_threads(n_threads=None):
             yield n
         finally:
             numba.set_num_threads(previous)
+
+
+class ThreadChooser:
+    """How many of Numba's threads run each compiled call of a fit whose thread count is
+    the default: all of them, or one when one is faster (a busy host).
+
+    A fit's arithmetic depends only on its number of row chunks (fixed for the fit:
+    the thread count it was given), never on how many threads run them: with fewer
+    threads than chunks, a thread runs several chunks one after the other, with the
+    same bits. So the count can follow the host's load. On a quiet host all threads
+    win. With another job on a core, the thread that shares it waits a time slice to
+    be woken, and every parallel loop waits for it: measured on 2 cores with one
+    busy, a W2 update took 60 ms on 2 threads against 0.6 ms on 1.
+
+    Seconds per update of each choice are measured (an average of the last calls):
+    one update on all threads, one on a single thread, then calls on the faster. The
+    slower one is tried again for one update once the calls since the last try have
+    taken PROBE_BUDGET times what that update cost, so tries cost at most about
+    1 / PROBE_BUDGET of the time (and a change of load is noticed later when it does).
+    """
+
+    PROBE_BUDGET = 50
+
+    def __init__(self, n_threads, adaptive=True):
+        self.n_threads = n_threads
+        self.adaptive = adaptive and n_threads > 1
+        self.per_step = {}        # threads -> seconds per update
+        self.since_probe = 0.0    # seconds of calls since the slower choice was last tried
+
+    def best(self):
+        """The thread count with the lowest measured seconds per update."""
+        return min(self.per_step, key=self.per_step.get)
+
+    def plan(self, n_steps):
+        """(threads, updates) for the next call of at most n_steps updates."""
+        if not self.adaptive:
+            return self.n_threads, n_steps
+        for candidate in (self.n_threads, 1):
+            if candidate not in self.per_step:
+                return candidate, 1
+        other = 1 if self.best() == self.n_threads else self.n_threads
+        if self.since_probe >= self.PROBE_BUDGET * self.per_step[other]:
+            return other, 1
+        return self.best(), n_steps
+
+    def record(self, threads, seconds, n_steps):
+        """A call of n_steps updates on `threads` threads took `seconds`."""
+        if not self.adaptive or n_steps <= 0:
+            return
+        measured = self.per_step and threads != self.best()
+        t = seconds / n_steps
+        old = self.per_step.get(threads)
+        self.per_step[threads] = t if old is None else 0.5 * (old + t)
+        self.since_probe = 0.0 if measured else self.since_probe + seconds

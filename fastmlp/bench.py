@@ -115,7 +115,8 @@ def build_fastmlp(w):
 
 def time_fastmlp(w, X, y, epochs, threads):
     """(times of `epochs` epochs after one warm-up epoch in s, the last epoch's mean
-    batch loss) of fastmlp on X (n, d) float32, y (n,) int labels."""
+    batch loss) of fastmlp on X (n, d) float32, y (n,) int labels; threads None: the
+    default (fm.get_num_threads() chunks, the thread count following the load)."""
     _, _, batch, _, _, _, l2 = w
     model, optimizer = build_fastmlp(w)
     hist = model.fit(X, y, epochs=epochs + 1, batch_size=batch, optimizer=optimizer, l2=l2,
@@ -428,7 +429,7 @@ def contended_compare(n_samples, epochs, workloads=("W2", "W3-b256")):
         for name in workloads:
             w = with_samples(WORKLOADS[name], n_samples)
             X, y = make_data(n_samples, w[4])
-            t_default = statistics.median(time_fastmlp(w, X, y, epochs, default)[0])
+            t_default = statistics.median(time_fastmlp(w, X, y, epochs, None)[0])
             t_one = statistics.median(time_fastmlp(w, X, y, epochs, 1)[0])
             rows.append({"workload": name, "description": DESCRIPTIONS[name],
                          "default_threads": default, "s_per_epoch_default": t_default,

@@ -2,7 +2,7 @@
 import numpy as np
 
 from . import _validation as V
-from ._threads import compute_threads
+from ._threads import check_thread_count, compute_threads
 from .augment import Augment
 from .history import History
 from .initializers import get_initializer
@@ -375,8 +375,14 @@ class Sequential:
         is saved there atomically every `checkpoint_every` epochs and at the end, so
         fm.load(path).fit(...) continues exactly as the uninterrupted run would.
         augment: a fastmlp.Augment applied to each training batch in compiled code.
+        n_threads: the row chunks of each step, run on that many of Numba's threads;
+        None: fm.get_num_threads() chunks, each compiled call run on all threads or
+        on one, whichever is faster at the time (a busy host); the results depend
+        only on the chunks.
         Returns a History (also kept as self.history).
         """
+        if n_threads is not None:
+            check_thread_count(n_threads)
         if epochs is not None:
             epochs = V.check_int(epochs, "epochs", 0)
         batch_size = V.check_int(batch_size, "batch_size", 1)
@@ -408,9 +414,12 @@ class Sequential:
                            "optimizer": repr(self.optimizer), "n_samples": data[0].shape[0],
                            "seed": shuffle_seed})
         self.history = history
+        # the default thread count follows the host's load, call by call, with the same
+        # results (_threads.ThreadChooser); an explicit n_threads is used as given
+        adaptive = n_threads is None
         with compute_threads(n_threads) as n_threads:
             train(self, data, val, epochs, batch_size, shuffle, shuffle_seed, verbose,
-                  n_threads, history, total_updates, callbacks, augment)
+                  n_threads, history, total_updates, callbacks, augment, adaptive)
         return history
 
     def _fit_data(self, X, y, validation_data, validation_split):

@@ -3,8 +3,10 @@ import signal
 import threading
 import time
 
+import numba
 import numpy as np
 
+from ._threads import ThreadChooser
 from .kernels import layout as L
 from .kernels import loop
 from .kernels.tile_gemm import link_gemm
@@ -46,7 +48,8 @@ class EpochRunner:
     """Everything one fit needs per compiled call: workspace, partial-gradient
     buffers, block/segment tables, optimizer and schedule parameters, step records."""
 
-    def __init__(self, model, data, batch_size, n_threads, seed, augment=None):
+    def __init__(self, model, data, batch_size, n_threads, seed, augment=None,
+                 adaptive_threads=False):
         self.model = model
         self.X, self.y, self.T = data
         X = self.X
@@ -55,6 +58,7 @@ class EpochRunner:
         self.bs = min(batch_size, self.n)
         self.steps_per_epoch = -(-self.n // self.bs)
         self.n_chunks = min(n_threads, self.bs)
+        self.threads = ThreadChooser(self.n_chunks, adaptive_threads)
         plan, opt = model.plan, model.optimizer
         self.ws = model._workspace("train", self.bs, self.n_chunks)
         self.grads = np.zeros((self.n_chunks, plan.n_params), model.dtype)
@@ -73,9 +77,14 @@ class EpochRunner:
         self._no_outputs = np.zeros((0, 0), model.dtype)
 
     def run_steps(self, order, first_step, k):
-        """Run k updates starting at step `first_step` of the epoch; returns how many ran."""
+        """Run up to k updates starting at step `first_step` of the epoch (fewer when the
+        thread chooser tries another count on part of a call); returns (updates run,
+        updates tried): fewer run than tried means a NaN or inf loss stopped the call."""
         m, w, s = self.model, self.ws, first_step
         link_gemm(m.dtype)   # the GEMM's C entry, before kernels that call it load
+        threads, k = self.threads.plan(k)
+        numba.set_num_threads(threads)
+        t0 = time.perf_counter()
         run = loop.Run(L.MODE_TRAIN, s * self.bs, k, self.bs, self.n_chunks, m.opt_step, m.step,
                        self.seed, True, m.optimizer.kind, self.opt_hyper,
                        m.optimizer.schedule.kind, self.sched_hyper, float(m.lr_scale))
@@ -84,9 +93,10 @@ class EpochRunner:
         ran = loop.run_batches(self.tables, loop.Data(self.X, self.y, self.T, order),
                                m.kernel_state(self.grads), w.arrays, run, records, self.aug,
                                *self.switches[1:])[0]
+        self.threads.record(threads, time.perf_counter() - t0, ran)
         m.step += ran
         m.opt_step += ran
-        return ran
+        return ran, k
 
     def run_epoch(self, order, n_steps, chunk, progress, stop, history, epoch):
         """Up to n_steps updates in compiled chunks of `chunk`; returns the number done.
@@ -97,7 +107,7 @@ class EpochRunner:
         try:
             while done < n_steps and not stop.requested:
                 k = min(chunk, n_steps - done)
-                ran = self.run_steps(order, done, k)
+                ran, k = self.run_steps(order, done, k)
                 done += ran
                 progress.update(ran, loss=float(np.mean(self.step_loss[:done])) if done else None)
                 if ran < k:
@@ -132,16 +142,21 @@ class EpochRunner:
 
 
 def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_threads, history,
-          total_updates, callbacks, augment=None):
+          total_updates, callbacks, augment=None, adaptive_threads=False):
     """Run fit's loop: epochs (or exactly total_updates updates), callbacks between epochs.
-    data, val: (X, y labels, T targets) as Sequential._prepare returns them (val may be None)."""
+    data, val: (X, y labels, T targets) as Sequential._prepare returns them (val may be None).
+    adaptive_threads: each compiled call runs on n_threads or on 1 thread, whichever is
+    faster at the time (_threads.ThreadChooser); the n_threads row chunks, and so the
+    results, stay the same."""
     from .progress import CompileNotice, Progress
-    run = EpochRunner(model, data, batch_size, n_threads, seed, augment)
+    run = EpochRunner(model, data, batch_size, n_threads, seed, augment, adaptive_threads)
     with CompileNotice(verbose):   # a cold cache compiles here (one signature for all modes)
         history.initial = model._metrics(data, val, run.n_chunks)
     remaining = epochs * run.steps_per_epoch if total_updates is None else total_updates
-    # ~20 progress updates per epoch when verbose; one compiled call per epoch otherwise
-    chunk = max(1, run.steps_per_epoch // 20) if verbose else run.steps_per_epoch
+    # ~20 compiled calls per epoch when verbose (progress updates) or when the thread
+    # count follows the load (a choice per call); one per epoch otherwise
+    chunk = (max(1, run.steps_per_epoch // 20) if verbose or run.threads.adaptive
+             else run.steps_per_epoch)
     progress = Progress(remaining, verbose)
     model.stop_training = False
     for cb in callbacks:

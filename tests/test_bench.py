@@ -51,15 +51,20 @@ def test_target_lines_judge_each_ratio_and_the_compile_times():
     results = [{"workload": "W1", "speedup_vs_torch": 3.2, "speedup_vs_numpy": 3.9,
                 "fastmlp": {"gflops": 90.0}},
                {"workload": "W3-b256", "speedup_vs_torch": 1.29, "fastmlp": {"gflops": 130.0}}]
-    lines = bench.target_lines(results, 200.0, {"cold_import_plus_first_fit_s": 15.5,
-                                                "warm_import_plus_first_fit_s": 0.7})
+    lines = bench.target_lines(results, 200.0, {"cold_import_plus_first_fit_s": 20.5,
+                                                "warm_import_plus_first_fit_s": 0.7,
+                                                "cold_notice": "fastmlp: compiling ..."},
+                               {"runs": [{"workload": "W2", "ratio": 1.08, "met": True},
+                                         {"workload": "W3-b256", "ratio": 1.14, "met": False}]})
     verdicts = {line.split(":")[0].strip(): line.rsplit(": ", 1)[1] for line in lines}
     assert verdicts == {"W1 vs torch 3.20x >= 3.0x": "met",
                         "W1 vs numpy 3.90x >= 4.0x": "NOT met",
                         "W3-b256 vs torch 1.29x >= 1.3x": "NOT met",
                         "W3-b256 at 65% of sgemm >= 60%": "met",
-                        "cold import + first fit 15.5 s <= 15 s": "NOT met",
-                        "warm import + first fit 0.70 s <= 1 s": "met"}
+                        "cold import + first fit 20.5 s <= 20 s": "NOT met",
+                        "warm import + first fit 0.70 s <= 1 s": "met",
+                        "compile notice shown on a cold first fit": "met",
+                        "contended W2": "met", "contended W3-b256": "NOT met"}
 
 
 def test_int_list_option():

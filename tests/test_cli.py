@@ -116,7 +116,7 @@ def test_no_output_folder_when_out_is_empty(tmp_path, monkeypatch, capsys):
 def test_help_documents_every_option():
     parser = build_parser()
     subparsers = next(a for a in parser._actions if a.dest == "command").choices
-    assert set(subparsers) == {"train", "evaluate", "gradcheck"}
+    assert set(subparsers) == {"train", "evaluate", "gradcheck", "cache"}
     for name, sub in subparsers.items():
         for action in sub._actions:
             assert action.help, f"{name} {action.option_strings or action.dest} has no help"

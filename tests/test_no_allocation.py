@@ -19,7 +19,9 @@ SCRIPT = textwrap.dedent("""
     counts = []
     for batch in (256, 16):   # 8 vs 128 updates in the single compiled call of each epoch
         s0 = rtsys.get_allocation_stats()
-        m.fit(X, y, epochs=2, batch_size=batch, verbose=0)
+        # an explicit thread count: one call per epoch (the default's calls, ~20 per
+        # epoch, each unbox their array arguments, which Numba counts as allocations)
+        m.fit(X, y, epochs=2, batch_size=batch, verbose=0, n_threads=2)
         s1 = rtsys.get_allocation_stats()
         counts.append(s1.alloc - s0.alloc)
     print(*counts)

@@ -128,3 +128,51 @@ def test_only_numbas_public_api():
         text = path.read_text()
         for pattern in banned:
             assert not re.search(pattern, text), f"{path.name}: {pattern}"
+
+
+def test_the_chunks_fix_the_bits_whatever_runs_them(monkeypatch):
+    """A default fit may run its calls on fewer threads than it has chunks (a busy host,
+    _threads.ThreadChooser): the weights are those of the same chunks on all threads."""
+    X, y = _data()
+    on_two = _train(X, y, 2)
+
+    monkeypatch.setattr(_threads, "_default_threads", 2)
+    monkeypatch.setattr(_threads.ThreadChooser, "plan", lambda self, n: (1, max(1, n // 3)))
+    m = _rich_model()
+    m.fit(X, y, epochs=2, batch_size=24, optimizer=fm.Adam(1e-2), verbose=0)   # default
+    assert _same(on_two, m.get_weights() + [m.bn_run.copy()])
+
+
+def _measured(chooser, threads, per_step, n_steps):
+    chooser.record(threads, per_step * n_steps, n_steps)
+
+
+def test_thread_chooser_measures_both_then_runs_the_faster():
+    c = _threads.ThreadChooser(2)
+    assert c.plan(10) == (2, 1)          # one update on all threads
+    _measured(c, 2, 1e-3, 1)
+    assert c.plan(10) == (1, 1)          # one on a single thread
+    _measured(c, 1, 3e-3, 1)
+    assert c.plan(10) == (2, 10)         # then the faster, whole calls
+    # busy host: all threads become slow; the average follows and one thread wins
+    for _ in range(3):
+        _measured(c, 2, 50e-3, 10)
+    assert c.best() == 1 and c.plan(10) == (1, 10)
+
+
+def test_thread_chooser_tries_the_slower_choice_within_its_budget():
+    c = _threads.ThreadChooser(2)
+    _measured(c, 2, 60e-3, 1)            # a busy host: 100x slower on two threads
+    _measured(c, 1, 0.6e-3, 1)
+    calls = 0
+    while c.plan(10) == (1, 10):
+        _measured(c, 1, 0.6e-3, 10)
+        calls += 1
+    # one try of two threads costs 60 ms: it waits for 50 x that of one-thread calls
+    assert c.plan(10) == (2, 1)
+    assert abs(calls - _threads.ThreadChooser.PROBE_BUDGET * 60e-3 / 6e-3) <= 1   # rounding
+
+
+def test_thread_chooser_is_off_for_one_thread_and_explicit_counts():
+    assert _threads.ThreadChooser(1).plan(7) == (1, 7)
+    assert _threads.ThreadChooser(2, adaptive=False).plan(7) == (2, 7)

@@ -70,7 +70,8 @@ FLIP_VECTORS = 6  # a multiple of VECTORS
 # DOT_A_BYTES (half of L2) and its rows are long enough. BLAS otherwise.
 MIN_COLS = 24
 MAX_COLS = 64
-MAX_BATCH = 128
+MAX_BATCH = 64       # rows of A for C = A @ B (the forward)
+MAX_DW_BATCH = 128   # rows summed over for C = A^T @ B (dW)
 DOT_A_BYTES = 256 * 1024
 DOT_MIN_K_BYTES = 256   # ... and k >= 64 float32: for shorter rows the lane sums dominate
 
@@ -577,8 +578,8 @@ def tiles_pay_off(trans_a, trans_b, m, n, k, itemsize):
     C = op(A) @ B with enough columns and either few of them or a small batch."""
     if trans_b:
         return trans_a == 0 and m * k * itemsize <= DOT_A_BYTES and k * itemsize >= DOT_MIN_K_BYTES
-    batch = k if trans_a else m
-    return MIN_COLS * 4 // itemsize <= n and (n <= MAX_COLS or batch <= MAX_BATCH)
+    small_batch = k <= MAX_DW_BATCH if trans_a else m <= MAX_BATCH
+    return MIN_COLS * 4 // itemsize <= n and (n <= MAX_COLS or small_batch)
 
 
 @kernel(**JIT)
