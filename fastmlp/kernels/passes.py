@@ -159,56 +159,37 @@ def dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1):
                          ops[k, F_ACT], opf[k, G_ALPHA])
 
 
-@kernel(**INLINED)
-def bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks, training,
-                  update_running):
-    """Fill bn_stats (mean, inv_std) of bn op k: the batch's statistics when training
-    (per-chunk float64 sums in parallel, then combined in chunk order), else the
-    running ones. update_running: fold the batch's into the running averages."""
-    d = ops[k, F_NIN]
-    s, r = ops[k, F_STAT], ops[k, F_STATE]
-    base = ops[k, F_IN]
-    shift = ws[base: base + d]  # the batch's first sample (see batchnorm.py)
-    if training:
-        for c in prange(n_chunks):
-            r0, r1 = chunk_rows(n_rows, n_chunks, c)
-            bn_partial_stats(rows(ws, base, d, r0, r1), shift,
-                             bn_parts[c, s: s + d], bn_parts[c, s + d: s + 2 * d])
-        bn_finalize_stats(bn_parts[:, s: s + d], bn_parts[:, s + d: s + 2 * d], n_chunks, shift,
-                          n_rows, opf[k, G_EPS], opf[k, G_MOMENTUM], bn_stats[s: s + d],
-                          bn_stats[s + d: s + 2 * d], bn_run[r: r + d], bn_run[r + d: r + 2 * d],
-                          update_running)
-    else:
-        bn_running_stats(bn_run[r: r + d], bn_run[r + d: r + 2 * d], opf[k, G_EPS],
-                         bn_stats[s: s + d], bn_stats[s + d: s + 2 * d])
-
-
 # forward phases (one prange loop each; an op's phases are consecutive numbers)
-PH_BN_SUMS = 0   # per-chunk sums for the BN statistics (then combined, serially)
-PH_ROWS = 1      # the op on each chunk of rows
+PH_ROWS = 0      # a run of ops on each chunk of rows (see forward_run_end) ...
+PH_BN_SUMS = 1   # ... then, when a BN op ends it, that op's per-chunk sums
 PH_COLS = 2      # a dense op by column blocks (TILE_COLS)
 PH_KPART = 3     # a dense op's product split along its inputs (TILE_K) ...
 PH_KSUM = 4      # ... then the parts summed and the epilogue, by row chunks
 
 
 @kernel(**JIT)
-def forward_phases(kind, split, bn_training):
-    """(first phase, number of phases) of an op in the forward pass."""
-    if kind == OP_SKIP:
-        return PH_ROWS, 0
-    if kind == OP_BN and bn_training:
-        return PH_BN_SUMS, 2
-    if split == TILE_COLS:
-        return PH_COLS, 1
-    if split == TILE_K:
-        return PH_KPART, 2
-    return PH_ROWS, 1
+def forward_run_end(ops, k, training):
+    """The op that ends the run of row ops starting at op k: the first after k that
+    needs every row of its input (a column- or K-split dense op, or a BN op when
+    training, whose statistics are the batch's), else the head. A chunk's rows go
+    through every op of the run with no barrier: each op reads only the rows of its
+    chunk that the op before wrote. A BN op that ends a run takes its per-chunk sums
+    in a phase of their own: they are shifted by the batch's first row, which the
+    first chunk writes."""
+    last = ops.shape[0] - 1
+    for j in range(k + 1, last):
+        kind = ops[j, F_KIND]
+        split = ops[j, F_TILED] if kind == OP_DENSE else TILE_NONE
+        if split == TILE_COLS or split == TILE_K or (kind == OP_BN and training):
+            return j
+    return last
 
 
 @kernel(**INLINED)
-def forward_part(phase, ops, opf, k, params, bn_stats, bn_parts, ws, gws, n_rows, n_chunks, c,
-                 training, seed, step, dropout):
-    """Part c (of n_chunks) of a forward phase of op k."""
+def forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_rows, n_chunks,
+                 c, training, seed, step, dropout):
+    """Part c (of n_chunks) of a forward phase: of op k (PH_COLS, PH_KPART, PH_KSUM), of
+    the run of ops k..j-1 (PH_ROWS), or the sums of BN op j (PH_BN_SUMS)."""
     if phase == PH_COLS:
         c0, c1 = chunk_rows(ops[k, F_NOUT], n_chunks, c)
         dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1)
@@ -219,20 +200,23 @@ def forward_part(phase, ops, opf, k, params, bn_stats, bn_parts, ws, gws, n_rows
         if phase == PH_KSUM:
             dense_kpart_sum(ops, opf, k, params, ws, gws, n_rows, n_chunks, r0, r1)
         elif phase == PH_BN_SUMS:
-            d, s, base = ops[k, F_NIN], ops[k, F_STAT], ops[k, F_IN]
+            d, s, base = ops[j, F_NIN], ops[j, F_STAT], ops[j, F_IN]
+            # shifted by the batch's first sample (see batchnorm.py)
             bn_partial_stats(rows(ws, base, d, r0, r1), ws[base: base + d],
                              bn_parts[c, s: s + d], bn_parts[c, s + d: s + 2 * d])
         else:
-            forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step,
-                          dropout)
+            for op in range(k, j):
+                if ops[op, F_KIND] != OP_SKIP:
+                    forward_chunk(ops, opf, op, params, bn_stats, ws, r0, r1, training, seed,
+                                  step, dropout)
 
 
 @kernel(**JIT)
 def bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks, training,
                   update_running):
     """Fill bn_stats (mean, inv_std) of bn op k: when training, the batch's (from the
-    per-chunk float64 sums of PH_BN_SUMS, combined in chunk order), else the running
-    ones. update_running: fold the batch's into the running averages."""
+    per-chunk float64 sums that ended a PH_ROWS run, combined in chunk order), else
+    the running ones. update_running: fold the batch's into the running averages."""
     d = ops[k, F_NIN]
     s, r = ops[k, F_STAT], ops[k, F_STATE]
     base = ops[k, F_IN]
@@ -254,22 +238,40 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, 
     seed and step (the update count) select the dropout masks. gws (the gradient
     workspace) is scratch here: a K-split dense op keeps its partial sums there.
 
-    Per op, its phases (forward_phases) in turn; BN's statistics are combined between
-    its two phases (training) or taken from the running averages before its one."""
-    for k in range(ops.shape[0] - 1):
-        kind = ops[k, F_KIND]
-        split = ops[k, F_TILED] if kind == OP_DENSE else TILE_NONE
-        first, n_phases = forward_phases(kind, split, training)
-        if kind == OP_BN and not training:
-            bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
-                          training, update_running)
-        for phase in range(first, first + n_phases):   # phases are numbered in order
-            for c in prange(n_chunks):
-                forward_part(phase, ops, opf, k, params, bn_stats, bn_parts, ws, gws, n_rows,
-                             n_chunks, c, training, seed, step, dropout)
-            if phase == PH_BN_SUMS:
+    Phases in turn: runs of row ops (forward_run_end), each ending where a BN op's
+    statistics (per-chunk sums, then combined serially), a column-split or a K-split
+    dense op needs every row. Evaluation takes the running BN statistics, set up
+    front."""
+    last = ops.shape[0] - 1
+    if not training:
+        for k in range(last):
+            if ops[k, F_KIND] == OP_BN:
                 bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
                               training, update_running)
+    k = 0
+    stats_ready = -1   # the BN op whose batch statistics are in bn_stats
+    while k < last:
+        split = ops[k, F_TILED] if ops[k, F_KIND] == OP_DENSE else TILE_NONE
+        if training and ops[k, F_KIND] == OP_BN and stats_ready != k:
+            # a BN op after a split dense op or first: its sums alone (k stays)
+            first, n_phases, j = PH_BN_SUMS, 1, k
+        elif split == TILE_COLS:
+            first, n_phases, j = PH_COLS, 1, k + 1
+        elif split == TILE_K:
+            first, n_phases, j = PH_KPART, 2, k + 1
+        else:
+            j = forward_run_end(ops, k, training)
+            bn_ends = training and j < last and ops[j, F_KIND] == OP_BN
+            first, n_phases = PH_ROWS, 2 if bn_ends else 1
+        for phase in range(first, first + n_phases):   # an op's phases: consecutive codes
+            for c in prange(n_chunks):
+                forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_rows,
+                             n_chunks, c, training, seed, step, dropout)
+            if phase == PH_BN_SUMS:
+                bn_statistics(ops, opf, j, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
+                              training, update_running)
+                stats_ready = j
+        k = j
 
 
 # ------------------------------------------------------------------ loss
@@ -427,35 +429,46 @@ def dense_weight_tile(ops, k, params, grads, ws, gws, n_rows, tile, n_tiles, upd
 
 
 # backward phases
-PH_BACK_ROWS = 0   # the op's backward on each chunk of rows (parameter gradient partials)
-PH_BN_DX = 1       # BN's input gradient by row chunks, after the totals of its partials
-PH_TILES = 2       # a tiled dense op's dW (and for TILE_COLS dX) by tiles of W's rows
+PH_BACK_ROWS = 0   # a run of ops on each chunk of rows (see backward_run_end)
+PH_TILES = 1       # a tiled dense op's dW (and for TILE_COLS dX) by tiles of W's rows
 
 
 @kernel(**JIT)
-def backward_phases(ops, k):
-    """(second phase of op k or -1, that is none) in the backward pass; PH_BACK_ROWS
-    always comes first."""
-    if ops[k, F_KIND] == OP_BN and ops[k, F_NEED_DX] != 0:
-        return PH_BN_DX
-    if ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != TILE_NONE:
-        return PH_TILES
-    return -1
+def needs_all_rows(ops, k):
+    """True when op k's backward goes on after its row chunks with work that needs every
+    row: BN's input gradient (from dgamma and dbeta over the batch), a tiled dense op's
+    dW tiles."""
+    if ops[k, F_KIND] == OP_BN:
+        return ops[k, F_NEED_DX] != 0
+    return ops[k, F_KIND] == OP_DENSE and ops[k, F_TILED] != TILE_NONE
+
+
+@kernel(**JIT)
+def backward_run_end(ops, k):
+    """The lowest op of the run of row ops going down from op k: the first (k itself
+    included) whose backward needs every row after its row chunks (needs_all_rows),
+    else op 0. Each op of a run reads only the gradient rows of its chunk that the op
+    above wrote."""
+    for j in range(k, 0, -1):
+        if needs_all_rows(ops, j):
+            return j
+    return 0
 
 
 @kernel(**INLINED)
-def backward_part(phase, ops, opf, k, params, grads, bn_stats, ws, gws, n_rows, n_chunks, c,
-                  dropout, update, hyper, adaptive, extras):
-    """Part c (of n_chunks) of a backward phase of op k."""
+def backward_part(phase, ops, opf, k, j, bn_above, params, grads, bn_stats, ws, gws, n_rows,
+                  n_chunks, c, dropout, update, hyper, adaptive, extras):
+    """Part c (of n_chunks) of a backward phase: the dW tiles of op k (PH_TILES), or the
+    input gradient of BN op bn_above (when >= 0) and then ops k down to j on rows."""
     if phase == PH_TILES:
         dense_weight_tile(ops, k, params, grads, ws, gws, n_rows, c, n_chunks, update, hyper,
                           adaptive, extras)
         return
     r0, r1 = chunk_rows(n_rows, n_chunks, c)
-    if phase == PH_BN_DX:
-        bn_input_gradient(ops, k, params, bn_stats, ws, gws, n_rows, r0, r1)
-    else:
-        backward_chunk(ops, opf, k, params, grads[c], ws, gws, n_rows, r0, r1, dropout)
+    if bn_above >= 0:
+        bn_input_gradient(ops, bn_above, params, bn_stats, ws, gws, n_rows, r0, r1)
+    for op in range(k, j - 1, -1):
+        backward_chunk(ops, opf, op, params, grads[c], ws, gws, n_rows, r0, r1, dropout)
 
 
 @kernel(**PARALLEL)
@@ -463,20 +476,30 @@ def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks, 
                   hyper, adaptive, extras):
     """Backpropagate from the head's gradient in gws. Parameter gradients: per-chunk
     partials in grads[c], except the W of tiled dense ops (complete in grads[0]).
-    Each op: its row chunks; then for BN the totals of dgamma/dbeta and its dX by row
-    chunks, for a tiled dense op its dW tiles (one per chunk).
+
+    Phases in turn: runs of row ops (backward_run_end), each ending at an op that needs
+    every row: a BN op's dgamma/dbeta totals are then added serially and its input
+    gradient starts the next run; a tiled dense op's dW tiles (one per chunk) run
+    as a phase of their own.
 
     update = (apply, kind, lr, step, state, seg, mu_t, mu_next, mu_prod) and hyper
     (optim.Hyper, apart: Numba's parallel loops take a tuple's fields as arguments, but
     not a tuple inside a tuple): when apply, each tile of a tiled dense W is updated by
     the optimizer as soon as its gradient (and dX) is computed (see dense_weight_tile);
     the other parameters are left to the streaming update (optim.update_blocks)."""
-    for k in range(ops.shape[0] - 2, -1, -1):
-        second = backward_phases(ops, k)
-        for p in range(1 if second < 0 else 2):
-            phase = PH_BACK_ROWS if p == 0 else second
+    k = ops.shape[0] - 2
+    bn_above = -1
+    while k >= 0 or bn_above >= 0:
+        # after op 0, a pending BN input gradient runs alone (a run of no ops: j > k)
+        j = backward_run_end(ops, k) if k >= 0 else k + 1
+        tiles = k >= 0 and ops[j, F_KIND] == OP_DENSE and needs_all_rows(ops, j)
+        for phase in range(PH_BACK_ROWS, PH_TILES + 1 if tiles else PH_TILES):
             for c in prange(n_chunks):
-                backward_part(phase, ops, opf, k, params, grads, bn_stats, ws, gws, n_rows,
-                              n_chunks, c, dropout, update, hyper, adaptive, extras)
-            if phase == PH_BACK_ROWS and second == PH_BN_DX:
-                bn_gradient_totals(ops, k, grads, bn_stats, n_chunks)
+                backward_part(phase, ops, opf, k if phase == PH_BACK_ROWS else j, j, bn_above,
+                              params, grads, bn_stats, ws, gws, n_rows, n_chunks, c, dropout,
+                              update, hyper, adaptive, extras)
+        bn_above = -1
+        if k >= 0 and ops[j, F_KIND] == OP_BN and needs_all_rows(ops, j):
+            bn_gradient_totals(ops, j, grads, bn_stats, n_chunks)
+            bn_above = j
+        k = j - 1
