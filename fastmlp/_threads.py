@@ -9,10 +9,13 @@ fastmlp computes: two spinning pools alternating ran 5-30x slower (measured).
 Threading layer: Numba's default choice (TBB when a compatible one is installed,
 else OpenMP, else its own workqueue). OpenMP and TBB accept parallel loops started
 from several Python threads at once; the workqueue layer does not, so while it is
-the layer, computations from different Python threads take turns (a lock).
+the layer, computations from different Python threads take turns (a lock). GNU
+OpenMP is not fork-safe: in a process forked after the parent ran its threads,
+compute_threads raises a RuntimeError that says so (Numba would terminate it).
 """
 import contextlib
 import numbers
+import os
 import threading
 
 import numba
@@ -20,6 +23,19 @@ import numba
 _default_threads = None
 _controller = None
 _workqueue_lock = threading.RLock()
+_forked_from_openmp = False   # this process is a fork of one that ran OpenMP threads
+
+
+def _after_fork_in_child():
+    """GNU OpenMP cannot run in the child of a fork once the parent ran its threads
+    (Numba terminates the child at its first parallel loop): remember it, so that
+    compute_threads can say so instead."""
+    global _forked_from_openmp
+    _forked_from_openmp = _forked_from_openmp or threading_layer() == "omp"
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def check_thread_count(n):
@@ -70,6 +86,12 @@ def compute_threads(n_threads=None):
     row chunks a step is split into. Serialised across Python threads unless the
     threading layer accepts concurrent launches."""
     n = get_num_threads() if n_threads is None else check_thread_count(n_threads)
+    if _forked_from_openmp:
+        raise RuntimeError(
+            "fastmlp cannot compute in a process forked from one that already ran Numba's "
+            "OpenMP threads (GNU OpenMP is not fork-safe: the child would be terminated). "
+            "Start worker processes with multiprocessing's 'spawn' or 'forkserver' start "
+            "method (fastmlp.sweep does), or fork before the first fit.")
     layer = threading_layer()
     lock = _workqueue_lock if layer in (None, "workqueue") else contextlib.nullcontext()
     with lock, _blas_controller().limit(limits=1, user_api="blas"):

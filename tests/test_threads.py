@@ -2,6 +2,7 @@
 the passes are parallel=True kernels with prange loops, set_num_threads and
 fit(n_threads=) set Numba's thread count for the call, fits from several Python threads
 at once neither crash nor deadlock, and a thread count gives the same bits every run."""
+import os
 import re
 import threading
 from pathlib import Path
@@ -176,3 +177,27 @@ def test_thread_chooser_tries_the_slower_choice_within_its_budget():
 def test_thread_chooser_is_off_for_one_thread_and_explicit_counts():
     assert _threads.ThreadChooser(1).plan(7) == (1, 7)
     assert _threads.ThreadChooser(2, adaptive=False).plan(7) == (2, 7)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork on this platform")
+def test_a_fork_after_openmp_threads_gets_a_clear_error():
+    """GNU OpenMP is not fork-safe: Numba terminates a forked child at its first parallel
+    loop. fastmlp says what to do instead, and the child lives on."""
+    X, y = _data(32, 6, 2)
+    m = fm.Sequential([fm.Dense(4), fm.ReLU(), fm.Dense(2), fm.Softmax()], seed=0)
+    m.fit(X, y, epochs=1, batch_size=8, verbose=0, n_threads=2)
+    if _threads.threading_layer() != "omp":
+        assert not _threads._forked_from_openmp
+        return   # TBB and workqueue run in a forked child
+    pid = os.fork()
+    if pid == 0:   # the child: exit code 0 only for the clear error
+        code = 3
+        try:
+            m.fit(X, y, epochs=1, batch_size=8, verbose=0, n_threads=2)
+            code = 1
+        except RuntimeError as e:
+            code = 0 if "spawn" in str(e) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0, status
