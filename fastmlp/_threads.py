@@ -50,8 +50,10 @@ def check_thread_count(n):
 
 
 def set_num_threads(n):
-    """Use n of Numba's threads in fastmlp computations (fits, evaluation, prediction)
-    by default; fit(n_threads=) and friends override it per call."""
+    """Split fastmlp computations (fits, evaluation, prediction) into n row chunks, run on
+    up to n of Numba's threads, by default; fit(n_threads=) and friends override it per
+    call. A fit left at the default runs each call on n threads or on 1, whichever is
+    faster at the time (ThreadChooser), with the same results."""
     global _default_threads
     _default_threads = check_thread_count(n)
 
