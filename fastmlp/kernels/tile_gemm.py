@@ -19,7 +19,8 @@ Measured on the bench host (AMD EPYC Zen 2, 1 thread, GFLOP/s, tiles vs OpenBLAS
 W1 (K = 1536 per thread, A's rows padded, see `plan.input_stride`) forward 87 vs 67,
 dW 84 vs 65 (the 48 tiled columns alone: 95 and 91); W3 at batch 32 forward 80 vs 51,
 dW 88 vs 76, dX 87 vs 51; at batch 256 OpenBLAS is as fast or faster, and `gemm_entry`
-(below) picks BLAS there.
+(below) picks BLAS there. On an AVX-512 EPYC (2026-12), tiles vs OpenBLAS: W1 forward
+94 vs 73, dW 85 vs 75; W3 at batch 32 forward 86 vs 54, dX 102 vs 69.
 
 The n % 8 columns past the last whole vector (W1's 50 = 48 + 2, W2's 100 = 96 + 4)
 get tiles of their own (`rest_columns`, `flipped_rest_columns`): BLAS took 43 us for
@@ -64,17 +65,19 @@ REST_DEPTH = 1024
 REST_STRIP = REST_B * REST_DEPTH
 FLIP_ROWS = 2
 FLIP_VECTORS = 6  # a multiple of VECTORS
-# Where `entry` takes the tiles (measured, see the module docstring): C = op(A) @ B with
-# n >= MIN_COLS float32 columns (12 float64) and either n <= MAX_COLS or a batch
-# dimension (m for A @ B, k for A^T @ B) <= MAX_BATCH; C = A @ B^T while A fits in
-# DOT_A_BYTES (half of L2) and its rows are long enough. BLAS otherwise.
+# Where `tiles_pay_off` takes the tiles (measured, see the module docstring): C = op(A) @ B
+# with n >= MIN_COLS float32 columns (12 float64) and either n <= MAX_COLS or a small
+# batch dimension (m <= MAX_BATCH for A @ B, k <= MAX_DW_BATCH for A^T @ B); C = A @ B^T
+# while A fits in DOT_A_BYTES (half of L2) and its rows are long enough. BLAS otherwise.
+# On an AVX-512 host (OpenBLAS's SkylakeX kernels) BLAS matched the tiles' forward at 128
+# rows (95 vs 95 GFLOP/s, W3's 512 x 512) and won the forward pass of W3-b256 on 2
+# threads (7.2 against 9.0 ms): hence 64 rows for the forward.
 MIN_COLS = 24
 MAX_COLS = 64
 MAX_BATCH = 64       # rows of A for C = A @ B (the forward)
 MAX_DW_BATCH = 128   # rows summed over for C = A^T @ B (dW)
 DOT_A_BYTES = 256 * 1024
 DOT_MIN_K_BYTES = 256   # ... and k >= 64 float32: for shorter rows the lane sums dominate
-
 
 
 def host_has_tile_features():
