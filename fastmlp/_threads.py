@@ -152,8 +152,8 @@ class ThreadChooser:
         """A call of n_steps updates on `threads` threads took `seconds`."""
         if not self.adaptive or n_steps <= 0:
             return
-        measured = self.per_step and threads != self.best()
+        tried_slower = bool(self.per_step) and threads != self.best()
         t = seconds / n_steps
         old = self.per_step.get(threads)
         self.per_step[threads] = t if old is None else 0.5 * (old + t)
-        self.since_probe = 0.0 if measured else self.since_probe + seconds
+        self.since_probe = 0.0 if tried_slower else self.since_probe + seconds

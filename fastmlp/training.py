@@ -59,6 +59,7 @@ class EpochRunner:
         self.steps_per_epoch = -(-self.n // self.bs)
         self.n_chunks = min(n_threads, self.bs)
         self.threads = ThreadChooser(self.n_chunks, adaptive_threads)
+        link_gemm(model.dtype)   # the GEMM's C entry, before kernels that call it load
         plan, opt = model.plan, model.optimizer
         self.ws = model._workspace("train", self.bs, self.n_chunks)
         self.grads = np.zeros((self.n_chunks, plan.n_params), model.dtype)
@@ -81,7 +82,6 @@ class EpochRunner:
         thread chooser tries another count on part of a call); returns (updates run,
         updates tried): fewer run than tried means a NaN or inf loss stopped the call."""
         m, w, s = self.model, self.ws, first_step
-        link_gemm(m.dtype)   # the GEMM's C entry, before kernels that call it load
         threads, k = self.threads.plan(k)
         numba.set_num_threads(threads)
         t0 = time.perf_counter()
@@ -149,8 +149,8 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
     faster at the time (_threads.ThreadChooser); the n_threads row chunks, and so the
     results, stay the same."""
     from .progress import CompileNotice, Progress
-    run = EpochRunner(model, data, batch_size, n_threads, seed, augment, adaptive_threads)
     with CompileNotice(verbose):   # a cold cache compiles here (one signature for all modes)
+        run = EpochRunner(model, data, batch_size, n_threads, seed, augment, adaptive_threads)
         history.initial = model._metrics(data, val, run.n_chunks)
     remaining = epochs * run.steps_per_epoch if total_updates is None else total_updates
     # ~20 compiled calls per epoch when verbose (progress updates) or when the thread

@@ -215,8 +215,8 @@ def forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_r
 def bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks, training,
                   update_running):
     """Fill bn_stats (mean, inv_std) of bn op k: when training, the batch's (from the
-    per-chunk float64 sums that ended a PH_ROWS run, combined in chunk order), else
-    the running ones. update_running: fold the batch's into the running averages."""
+    per-chunk float64 sums of its PH_BN_SUMS phase, combined in chunk order), else the
+    running ones. update_running: fold the batch's into the running averages."""
     d = ops[k, F_NIN]
     s, r = ops[k, F_STAT], ops[k, F_STATE]
     base = ops[k, F_IN]
