@@ -33,12 +33,14 @@ class _Workspace:
         self.bn_stats = np.zeros(n_stats, dtype)
         self.bn_parts = np.zeros((n_chunks, n_stats), np.float64)
         self.loss_parts = np.zeros((n_chunks, 2), np.float64)
+        # a slot per chunk (backward) or per update block (optim.update_blocks)
+        self.flags = np.zeros(max(n_chunks, plan.blocks().shape[0]), np.uint8)
 
     @property
     def arrays(self):
         """The buffers as run_batches takes them (kernels/loop.Work)."""
         return loop.Work(self.bn_stats, self.bn_parts, self.ws, self.gws, self.yb, self.Tb,
-                         self.loss_parts)
+                         self.loss_parts, self.flags)
 
 
 class Sequential:
@@ -220,7 +222,7 @@ class Sequential:
         w = self._workspace("train-batch" if training else "eval", batch_size, n_chunks)
         shape = (X.shape[0], self.plan.n_outputs) if write_outputs else (0, 0)
         outputs = np.empty(shape, self.dtype)
-        _, loss, metric, _ = self._kernel(L.MODE_EVAL, w, X, y, T, batch_size, n_chunks,
+        _, loss, metric, _, _ = self._kernel(L.MODE_EVAL, w, X, y, T, batch_size, n_chunks,
                                           outputs=outputs, training=training)
         return loss, metric, outputs
 
@@ -327,7 +329,7 @@ class Sequential:
             n = min(n, X.shape[0])
             w = self._workspace("train-batch", X.shape[0], n)
             grads = np.zeros((n, self.plan.n_params), self.dtype)
-            _, _, _, n_parts = self._kernel(L.MODE_GRAD, w, X, y, T, X.shape[0], n, grads=grads)
+            _, _, _, n_parts, _ = self._kernel(L.MODE_GRAD, w, X, y, T, X.shape[0], n, grads=grads)
             reduce_gradients(self.params, grads, self.plan.blocks(w.ops), self.plan.segments(l2, l1),
                              n_parts, Hyper(), 1)
         return [self._view(e, grads[0]).copy() for e in self.plan.entries]

@@ -13,7 +13,9 @@ from .kernels.tile_gemm import link_gemm
 
 
 class DivergenceError(FloatingPointError):
-    """Training produced a NaN or infinite loss. `.history` holds what was recorded."""
+    """Training produced a NaN or inf: in a step's loss, the BN running statistics, the
+    parameters or the optimizer state. The model is left as it was after the last
+    update whose values were all finite; `.history` holds what was recorded up to it."""
 
     def __init__(self, message, history=None):
         super().__init__(message)
@@ -42,6 +44,34 @@ class StopFlag:
         if self._previous is not None:
             signal.signal(signal.SIGINT, self._previous)
         return False
+
+
+# what DivergenceError says for each of run_batches' stop reasons
+STOP_MESSAGES = {
+    L.STOP_LOSS: "the loss became NaN or inf",
+    L.STOP_BN: "a batch-norm running mean or variance became NaN or inf",
+    L.STOP_PARAMS: "an update made a weight or the optimizer's state NaN or inf",
+}
+
+
+class Snapshot:
+    """A copy of what training steps change (parameters, optimizer state and scalars, BN
+    running statistics, the update counts) at step `epoch_step` of an epoch, to go back
+    to when a later step diverges."""
+
+    def __init__(self, model, epoch_step):
+        self.arrays = [a.copy() for a in self._live(model)]
+        self.step, self.opt_step, self.epoch_step = model.step, model.opt_step, epoch_step
+
+    @staticmethod
+    def _live(model):
+        return model.params, model.opt_state, model.opt_scalars, model.bn_run
+
+    def restore(self, model):
+        """Write the copy back into the model's own arrays (the layers view them)."""
+        for live, saved in zip(self._live(model), self.arrays):
+            np.copyto(live, saved)
+        model.step, model.opt_step = self.step, self.opt_step
 
 
 class EpochRunner:
@@ -80,7 +110,9 @@ class EpochRunner:
     def run_steps(self, order, first_step, k):
         """Run up to k updates starting at step `first_step` of the epoch (fewer when the
         thread chooser tries another count on part of a call); returns (updates run,
-        updates tried): fewer run than tried means a NaN or inf loss stopped the call."""
+        updates tried, stop reason: a layout.STOP_* code). Fewer run than tried means a
+        NaN or inf stopped the call at the update after the last one run; that update
+        may have changed the model (see rewind)."""
         m, w, s = self.model, self.ws, first_step
         threads, k = self.threads.plan(k)
         numba.set_num_threads(threads)
@@ -90,33 +122,50 @@ class EpochRunner:
                        m.optimizer.schedule.kind, self.sched_hyper, float(m.lr_scale))
         records = loop.Records(self.step_loss[s:], self.step_metric[s:], self.step_lr[s:],
                                self._no_outputs)
-        ran = loop.run_batches(self.tables, loop.Data(self.X, self.y, self.T, order),
-                               m.kernel_state(self.grads), w.arrays, run, records, self.aug,
-                               *self.switches[1:])[0]
+        ran, _, _, _, reason = loop.run_batches(
+            self.tables, loop.Data(self.X, self.y, self.T, order), m.kernel_state(self.grads),
+            w.arrays, run, records, self.aug, *self.switches[1:])
         self.threads.record(threads, time.perf_counter() - t0, ran)
         m.step += ran
         m.opt_step += ran
-        return ran, k
+        return ran, k, reason
+
+    def rewind(self, snapshot, order, bad_step):
+        """Go back to the state after the last finite update, before step `bad_step` of the
+        epoch: restore the snapshot, then replay the steps from it up to bad_step (they
+        were all finite, and a replay gives the same bits: same seed, same row chunks)."""
+        snapshot.restore(self.model)
+        s = snapshot.epoch_step
+        while s < bad_step:
+            ran, _, reason = self.run_steps(order, s, bad_step - s)
+            if reason != L.STOP_NONE:   # cannot happen unless the kernels lost determinism
+                raise RuntimeError("fastmlp: replaying finite updates diverged")
+            s += ran
 
     def run_epoch(self, order, n_steps, chunk, progress, stop, history, epoch):
         """Up to n_steps updates in compiled chunks of `chunk`; returns the number done.
 
-        Stops early when Ctrl-C was pressed; raises DivergenceError on a NaN/inf loss.
+        Stops early when Ctrl-C was pressed. Raises DivergenceError when an update's loss,
+        BN statistics, parameters or optimizer state hold a NaN or inf, with the model
+        rewound to its state after the update before (from a copy taken here, at the
+        start of the epoch, and a replay).
         """
         done = 0
+        snapshot = Snapshot(self.model, 0)
         try:
             while done < n_steps and not stop.requested:
                 k = min(chunk, n_steps - done)
-                ran, k = self.run_steps(order, done, k)
+                ran, k, reason = self.run_steps(order, done, k)
                 done += ran
                 progress.update(ran, loss=float(np.mean(self.step_loss[:done])) if done else None)
                 if ran < k:
+                    self.rewind(snapshot, order, done)
                     m = self.model
                     raise DivergenceError(
-                        f"training diverged: the loss became NaN or inf at update {m.step + 1} "
-                        f"(epoch {epoch + 1}, step {done + 1}); the weights are kept at their "
-                        f"last finite values. Try a smaller learning rate, a smaller l2, or "
-                        f"batch normalisation.", history)
+                        f"training diverged: {STOP_MESSAGES[reason]} at update {m.step + 1} "
+                        f"(epoch {epoch + 1}, step {done + 1}); the model is kept as it was "
+                        f"after update {m.step}, the last with finite values. Try a smaller "
+                        f"learning rate, a smaller l2, or batch normalisation.", history)
         finally:
             metric = self.step_metric[:done]
             if self.metric == "rmse":  # the kernel reports each update's mean squared error

@@ -37,8 +37,11 @@ def bn_finalize_stats(s1_parts, s2_parts, n_parts, shift, n_rows, eps, momentum,
     s1_parts, s2_parts (>= n_parts, d) float64; shift (d,); writes mean and
     inv_std (d,) in the model dtype. var is the biased batch variance (divide by
     n_rows). When update_running: run = momentum * run + (1 - momentum) * batch.
+    Returns False when an updated running mean or variance is NaN or inf (divergence
+    detection, loop.run_batches), else True.
     """
     d = mean.shape[0]
+    ok = True
     inv_n = 1.0 / n_rows
     for j in range(d):
         a = 0.0
@@ -54,6 +57,9 @@ def bn_finalize_stats(s1_parts, s2_parts, n_parts, shift, n_rows, eps, momentum,
         if update_running:
             run_mean[j] = momentum * run_mean[j] + (1.0 - momentum) * mu
             run_var[j] = momentum * run_var[j] + (1.0 - momentum) * var
+            # |x| < inf is false for NaN and inf (no nnan/ninf in fastmath)
+            ok &= np.abs(run_mean[j]) < np.inf and np.abs(run_var[j]) < np.inf
+    return ok
 
 
 @kernel(**JIT)

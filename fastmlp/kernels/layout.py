@@ -60,6 +60,11 @@ N_FLOAT_FIELDS = 3
 MODE_TRAIN = 0   # minibatch updates
 MODE_EVAL = 1    # forward + loss over all rows in batches (optionally the outputs)
 MODE_GRAD = 2    # one training-mode forward + backward over all rows, no update
+# why run_batches stopped before its last step (its fifth result)
+STOP_NONE = 0      # it ran every step (or the data ran out)
+STOP_LOSS = 1      # a step's loss was NaN or inf
+STOP_BN = 2        # a BN running mean or variance became NaN or inf
+STOP_PARAMS = 3    # an update left a NaN or inf in the parameters or the optimizer state
 
 
 @kernel(**JIT)

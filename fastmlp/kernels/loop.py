@@ -21,7 +21,8 @@ import numpy as np
 
 from .._config import ENTRY, kernel
 from .augment import augment_batch
-from .layout import F_ACT, F_IN, F_LD, F_NIN, LOSS_MSE, LOSS_SIGMOID_BCE, MODE_EVAL, MODE_TRAIN
+from .layout import (F_ACT, F_IN, F_LD, F_NIN, LOSS_MSE, LOSS_SIGMOID_BCE, MODE_EVAL, MODE_TRAIN,
+                     STOP_BN, STOP_LOSS, STOP_NONE, STOP_PARAMS)
 from .optim import step_scalars, update_blocks
 from .passes import backward_pass, forward_pass, gather_pass, loss_pass
 from .schedule import schedule_lr
@@ -60,7 +61,8 @@ class State(NamedTuple):
 class Work(NamedTuple):
     """Workspace for one batch size: bn_stats (model dtype), bn_parts (n_chunks, .) and
     loss_parts (n_chunks, 2) float64 per-chunk sums, ws / gws the activation and
-    gradient buffers, yb / Tb the batch's targets."""
+    gradient buffers, yb / Tb the batch's targets; flags (>= max(n_chunks, n_blocks),)
+    uint8: a slot per iteration of a parallel loop for its finiteness check."""
     bn_stats: np.ndarray
     bn_parts: np.ndarray
     ws: np.ndarray
@@ -68,6 +70,7 @@ class Work(NamedTuple):
     yb: np.ndarray
     Tb: np.ndarray
     loss_parts: np.ndarray
+    flags: np.ndarray
 
 
 class Run(NamedTuple):
@@ -106,14 +109,20 @@ class Records(NamedTuple):
 @kernel(**ENTRY)
 def run_batches(tables, data, state, work, run, records, aug, adaptive, extras, dropout,
                 general_loss):
-    """Run minibatch steps; returns (steps completed, loss sum, metric sum, chunks used).
+    """Run minibatch steps; returns (steps completed, loss sum, metric sum, chunks used,
+    stop reason: a layout.STOP_* code).
 
     MODE_TRAIN: run.n_steps minibatch updates over the rows data.order[run.first:].
     Mutates state and work; writes records.step_loss / step_metric (accuracy, or mean
     squared error for MSE) / step_lr[s] for each step s run. The learning rate is
     lr_scale * schedule(step). `aug` (kernels/augment.py; None or empty for none).
-    Stops early when a loss is NaN or inf (that step's update is not applied, so
-    params keep their last finite values). The W of tiled dense ops are updated tile
+    Stops at the first step s whose loss, BN running statistics, updated parameters
+    or optimizer state hold a NaN or inf, and returns s (the steps before it were all
+    finite) with the reason. That step may have changed the state already (the
+    running statistics in its forward pass, the parameters in its update): the caller
+    restores a copy and replays the s finite steps (training.EpochRunner). The checks
+    ride along passes that read the values anyway (BN statistics, the update's
+    blocks while in cache). The W of tiled dense ops are updated tile
     by tile in the backward pass; tables.blocks lists the rest, updated in one
     streaming pass after it.
     MODE_EVAL: forward and loss over all rows in order, batches of batch_size;
@@ -151,7 +160,7 @@ def run_batches(tables, data, state, work, run, records, aug, adaptive, extras, 
         pos = run.first + s * run.batch_size
         B = min(run.batch_size, n - pos)
         if B <= 0:
-            return s, total, metric_total, nc
+            return s, total, metric_total, nc, STOP_NONE
         nc = min(run.n_chunks, B)
         t = run.step0 + s + 1
         r = run.rng_step0 + s  # the model's update count: compute_loss at model.step draws the same
@@ -160,8 +169,9 @@ def run_batches(tables, data, state, work, run, records, aug, adaptive, extras, 
             # the input's gradient slot is never written (nothing backpropagates into X)
             augment_batch(ws, in_base, B, d_in, in_ld, gws[in_base: in_base + B * in_ld], nc, aug,
                           run.seed, r)
-        forward_pass(ops, tables.opf, params, state.bn_run, work.bn_stats, work.bn_parts, ws, gws,
-                     B, nc, bn_training, is_train, run.seed, r, dropout)
+        n_bad_stats = forward_pass(ops, tables.opf, params, state.bn_run, work.bn_stats,
+                                   work.bn_parts, ws, gws, B, nc, bn_training, is_train,
+                                   run.seed, r, dropout)
         loss, metric = loss_pass(ops, tables.opf, ws, gws, work.yb, work.Tb, B, nc,
                                  work.loss_parts, needs_grad, general_loss)
         total += loss
@@ -173,8 +183,10 @@ def run_batches(tables, data, state, work, run, records, aug, adaptive, extras, 
                 for i in range(B * width):
                     out[pos * width + i] = gws[base + i]
             continue
-        if not np.isfinite(loss) and is_train:
-            return s, total, metric_total, nc
+        if is_train and not np.isfinite(loss):
+            return s, total, metric_total, nc, STOP_LOSS
+        if is_train and n_bad_stats > 0:
+            return s, total, metric_total, nc, STOP_BN
         lr, mu_t, mu_next, mu_prod = 0.0, 0.0, 0.0, 0.0
         if is_train:
             lr = run.lr_scale * schedule_lr(run.sched_kind, run.sched_hyper,
@@ -183,8 +195,8 @@ def run_batches(tables, data, state, work, run, records, aug, adaptive, extras, 
                                                   state.opt_scalars, adaptive)
         update = (is_train, run.opt_kind, lr, t, state.opt_state, tables.seg, mu_t, mu_next,
                   mu_prod)
-        backward_pass(ops, tables.opf, params, grads, work.bn_stats, ws, gws, B, nc, dropout,
-                      update, run.opt_hyper, adaptive, extras)
+        n_bad = backward_pass(ops, tables.opf, params, grads, work.bn_stats, ws, gws, work.flags,
+                              B, nc, dropout, update, run.opt_hyper, adaptive, extras)
         if not is_train:
             continue
         n_terms = B * work.Tb.shape[1] if per_output else B
@@ -192,8 +204,11 @@ def run_batches(tables, data, state, work, run, records, aug, adaptive, extras, 
         records.step_metric[s] = metric / n_terms
         # the rest of the parameters in one streaming pass (the tiled dense W were
         # updated by backward_pass, tile by tile)
-        update_blocks(run.opt_kind, run.opt_hyper, lr, t, params, grads, state.opt_state,
-                      tables.blocks, tables.seg, nc, mu_t, mu_next, mu_prod, adaptive, extras)
+        n_bad += update_blocks(run.opt_kind, run.opt_hyper, lr, t, params, grads,
+                               state.opt_state, tables.blocks, tables.seg, nc, mu_t, mu_next,
+                               mu_prod, adaptive, extras, work.flags)
         records.step_lr[s] = lr
+        if n_bad > 0:
+            return s, total, metric_total, nc, STOP_PARAMS
         state.opt_scalars[0] = mu_prod
-    return run.n_steps, total, metric_total, nc
+    return run.n_steps, total, metric_total, nc, STOP_NONE

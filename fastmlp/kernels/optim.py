@@ -355,28 +355,57 @@ def step_scalars(kind, hyper, step, scalars, adaptive):
 
 
 @kernel(**JIT)
+def all_finite(a, start, stop):
+    """True when the 1-D a[start:stop] holds no NaN and no inf. |x| < inf is false for
+    exactly those (an unordered compare with NaN is false; fastmath here has no
+    nnan/ninf, so LLVM keeps the test). The loop ANDs every element, with no early
+    exit, so that it vectorises."""
+    inf = a.dtype.type(np.inf)
+    ok = True
+    for i in range(start, stop):
+        ok &= np.abs(a[i]) < inf
+    return ok
+
+
+@kernel(**JIT)
 def update_range(kind, hyper, lr, step, params, grads, state, start, stop, penalties, n_parts,
                  mu_t, mu_next, mu_prod, adaptive, extras):
     """Update params[start:stop] (one segment: `penalties` its (l2, l1, decay) row) from
     the sum of its n_parts gradient partials. A function of its own: update_blocks and
-    the tiled dense backward (loop.dense_weight_tiles) share one compiled copy."""
+    the tiled dense backward (passes.dense_weight_tile) share one compiled copy.
+
+    Returns True when the updated parameters and their optimizer state are all finite:
+    the check re-reads the block while it is still in cache (divergence detection,
+    loop.run_batches)."""
     update_block(kind, hyper, lr, step, params,
                  gradient_source(params, grads, n_parts, start, stop, penalties, lr, hyper, step,
                                  extras),
                  state, start, stop, mu_t, mu_next, mu_prod, adaptive)
+    ok = all_finite(params, start, stop)
+    for q in range(state.shape[0]):
+        ok &= all_finite(state[q], start, stop)
+    return ok
 
 
 @kernel(**PARALLEL)
 def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts,
-                  mu_t, mu_next, mu_prod, adaptive, extras):
+                  mu_t, mu_next, mu_prod, adaptive, extras, flags):
     """Update the parameters of every block, the blocks spread over Numba's threads
     (each block is cache-sized and independent of the others). adaptive, extras:
-    compile-time switches (see loop.run_batches)."""
+    compile-time switches (see loop.run_batches). Returns the number of blocks whose
+    new parameters or optimizer state hold a NaN or inf (0 when all are finite);
+    flags (>= n_blocks,) uint8 is its scratch, a slot per block (a prange reduction
+    variable would allocate an array per call)."""
     for kb in prange(blocks.shape[0]):
         start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
         parts = 1 if blocks[kb, 3] != 0 else n_parts
-        update_range(kind, hyper, lr, step, params, grads, state, start, stop, seg[s], parts,
-                     mu_t, mu_next, mu_prod, adaptive, extras)
+        finite = update_range(kind, hyper, lr, step, params, grads, state, start, stop, seg[s],
+                              parts, mu_t, mu_next, mu_prod, adaptive, extras)
+        flags[kb] = 0 if finite else 1
+    n_bad = 0
+    for kb in range(blocks.shape[0]):
+        n_bad += flags[kb]
+    return n_bad
 
 
 @kernel(**ENTRY)
@@ -384,5 +413,5 @@ def optimizer_step(kind, hyper, lr, step, params, grads, state, scalars, blocks,
     """One update of every parameter (step is the 1-based update count of this optimizer)."""
     mu_t, mu_next, mu_prod = step_scalars(kind, hyper, step, scalars, True)
     update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts, mu_t,
-                  mu_next, mu_prod, True, True)
+                  mu_next, mu_prod, True, True, np.zeros(blocks.shape[0], np.uint8))
     scalars[0] = mu_prod

@@ -216,19 +216,21 @@ def bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
                   update_running):
     """Fill bn_stats (mean, inv_std) of bn op k: when training, the batch's (from the
     per-chunk float64 sums of its PH_BN_SUMS phase, combined in chunk order), else the
-    running ones. update_running: fold the batch's into the running averages."""
+    running ones. update_running: fold the batch's into the running averages. Returns
+    False when an updated running statistic is NaN or inf, else True."""
     d = ops[k, F_NIN]
     s, r = ops[k, F_STAT], ops[k, F_STATE]
     base = ops[k, F_IN]
     if training:
         # the sums are shifted by the batch's first sample (see batchnorm.py)
-        bn_finalize_stats(bn_parts[:, s: s + d], bn_parts[:, s + d: s + 2 * d], n_chunks,
-                          ws[base: base + d], n_rows, opf[k, G_EPS], opf[k, G_MOMENTUM],
-                          bn_stats[s: s + d], bn_stats[s + d: s + 2 * d], bn_run[r: r + d],
-                          bn_run[r + d: r + 2 * d], update_running)
-    else:
-        bn_running_stats(bn_run[r: r + d], bn_run[r + d: r + 2 * d], opf[k, G_EPS],
-                         bn_stats[s: s + d], bn_stats[s + d: s + 2 * d])
+        return bn_finalize_stats(bn_parts[:, s: s + d], bn_parts[:, s + d: s + 2 * d],
+                                 n_chunks, ws[base: base + d], n_rows, opf[k, G_EPS],
+                                 opf[k, G_MOMENTUM], bn_stats[s: s + d],
+                                 bn_stats[s + d: s + 2 * d], bn_run[r: r + d],
+                                 bn_run[r + d: r + 2 * d], update_running)
+    bn_running_stats(bn_run[r: r + d], bn_run[r + d: r + 2 * d], opf[k, G_EPS],
+                     bn_stats[s: s + d], bn_stats[s + d: s + 2 * d])
+    return True
 
 
 @kernel(**PARALLEL)
@@ -241,8 +243,10 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, 
     Phases in turn: runs of row ops (forward_run_end), each ending where a BN op's
     statistics (per-chunk sums, then combined serially), a column-split or a K-split
     dense op needs every row. Evaluation takes the running BN statistics, set up
-    front."""
+    front. Returns the number of BN ops whose updated running statistics hold a NaN
+    or inf (0 when all are finite, or when update_running is False)."""
     last = ops.shape[0] - 1
+    n_bad = 0
     if not training:
         for k in range(last):
             if ops[k, F_KIND] == OP_BN:
@@ -268,10 +272,12 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, 
                 forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_rows,
                              n_chunks, c, training, seed, step, dropout)
             if phase == PH_BN_SUMS:
-                bn_statistics(ops, opf, j, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
-                              training, update_running)
+                finite = bn_statistics(ops, opf, j, ws, bn_run, bn_stats, bn_parts, n_rows,
+                                       n_chunks, training, update_running)
+                n_bad += 0 if finite else 1
                 stats_ready = j
         k = j
+    return n_bad
 
 
 # ------------------------------------------------------------------ loss
@@ -407,7 +413,10 @@ def dense_weight_tile(ops, k, params, grads, ws, gws, n_rows, tile, n_tiles, upd
     op of this step reads them (every dX that uses W[i0:i1] is computed by now: by
     the row chunks of the loop before, or just above for TILE_COLS), and the gradient
     tile is still in cache. Measured on W3 at batch 32 (2 threads): a step 4.46 ->
-    3.68 ms against one streaming update after the backward pass."""
+    3.68 ms against one streaming update after the backward pass.
+
+    Returns False when the tile's updated W rows or their optimizer state hold a NaN
+    or inf (see optim.update_range), else True."""
     n_in, n_out = ops[k, F_NIN], ops[k, F_NOUT]
     pw = ops[k, F_P0]
     per = tile_rows(n_in, n_tiles)
@@ -415,7 +424,7 @@ def dense_weight_tile(ops, k, params, grads, ws, gws, n_rows, tile, n_tiles, upd
     i0 = tile * per
     i1 = min(i0 + per, n_in)
     if i0 >= i1:
-        return
+        return True
     gemm_by_shape(1, 0, i1 - i0, n_out, n_rows, ws, ops[k, F_IN] + i0, ops[k, F_LD], gws,
                   ops[k, F_OUT], n_out, grads[0], pw + i0 * n_out, n_out)
     if ops[k, F_TILED] == TILE_COLS and ops[k, F_NEED_DX] != 0:
@@ -423,9 +432,10 @@ def dense_weight_tile(ops, k, params, grads, ws, gws, n_rows, tile, n_tiles, upd
                       pw + i0 * n_out, n_out, gws, ops[k, F_IN] + i0, n_in)
     if apply:
         # n_parts as np.int64: a literal 1 would compile a second copy of update_range
-        update_range(kind, hyper, lr, step, params, grads, state, pw + i0 * n_out,
-                     pw + i1 * n_out, seg[ops[k, F_SEG]], np.int64(1), mu_t, mu_next, mu_prod,
-                     adaptive, extras)
+        return update_range(kind, hyper, lr, step, params, grads, state, pw + i0 * n_out,
+                            pw + i1 * n_out, seg[ops[k, F_SEG]], np.int64(1), mu_t, mu_next,
+                            mu_prod, adaptive, extras)
+    return True
 
 
 # backward phases
@@ -459,21 +469,24 @@ def backward_run_end(ops, k):
 def backward_part(phase, ops, opf, k, j, bn_above, params, grads, bn_stats, ws, gws, n_rows,
                   n_chunks, c, dropout, update, hyper, adaptive, extras):
     """Part c (of n_chunks) of a backward phase: the dW tiles of op k (PH_TILES), or the
-    input gradient of BN op bn_above (when >= 0) and then ops k down to j on rows."""
+    input gradient of BN op bn_above (when >= 0) and then ops k down to j on rows.
+    Returns 1 when a dW tile's update left a NaN or inf (dense_weight_tile), else 0
+    (a uint8, as backward_pass stores it)."""
     if phase == PH_TILES:
-        dense_weight_tile(ops, k, params, grads, ws, gws, n_rows, c, n_chunks, update, hyper,
-                          adaptive, extras)
-        return
+        finite = dense_weight_tile(ops, k, params, grads, ws, gws, n_rows, c, n_chunks, update,
+                                   hyper, adaptive, extras)
+        return np.uint8(0 if finite else 1)
     r0, r1 = chunk_rows(n_rows, n_chunks, c)
     if bn_above >= 0:
         bn_input_gradient(ops, bn_above, params, bn_stats, ws, gws, n_rows, r0, r1)
     for op in range(k, j - 1, -1):
         backward_chunk(ops, opf, op, params, grads[c], ws, gws, n_rows, r0, r1, dropout)
+    return np.uint8(0)
 
 
 @kernel(**PARALLEL)
-def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks, dropout, update,
-                  hyper, adaptive, extras):
+def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, flags, n_rows, n_chunks, dropout,
+                  update, hyper, adaptive, extras):
     """Backpropagate from the head's gradient in gws. Parameter gradients: per-chunk
     partials in grads[c], except the W of tiled dense ops (complete in grads[0]).
 
@@ -486,20 +499,27 @@ def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, n_rows, n_chunks, 
     (optim.Hyper, apart: Numba's parallel loops take a tuple's fields as arguments, but
     not a tuple inside a tuple): when apply, each tile of a tiled dense W is updated by
     the optimizer as soon as its gradient (and dX) is computed (see dense_weight_tile);
-    the other parameters are left to the streaming update (optim.update_blocks)."""
+    the other parameters are left to the streaming update (optim.update_blocks).
+    Returns the number of tiles whose update left a NaN or inf (0 when all are finite);
+    flags (>= n_chunks,) uint8 is its scratch, a slot per chunk (a prange reduction
+    variable would allocate an array per loop)."""
     k = ops.shape[0] - 2
     bn_above = -1
+    n_bad = 0
     while k >= 0 or bn_above >= 0:
         # after op 0, a pending BN input gradient runs alone (a run of no ops: j > k)
         j = backward_run_end(ops, k) if k >= 0 else k + 1
         tiles = k >= 0 and ops[j, F_KIND] == OP_DENSE and needs_all_rows(ops, j)
         for phase in range(PH_BACK_ROWS, PH_TILES + 1 if tiles else PH_TILES):
             for c in prange(n_chunks):
-                backward_part(phase, ops, opf, k if phase == PH_BACK_ROWS else j, j, bn_above,
-                              params, grads, bn_stats, ws, gws, n_rows, n_chunks, c, dropout,
-                              update, hyper, adaptive, extras)
+                flags[c] = backward_part(phase, ops, opf, k if phase == PH_BACK_ROWS else j, j,
+                                         bn_above, params, grads, bn_stats, ws, gws, n_rows,
+                                         n_chunks, c, dropout, update, hyper, adaptive, extras)
+            for c in range(n_chunks):
+                n_bad += flags[c]
         bn_above = -1
         if k >= 0 and ops[j, F_KIND] == OP_BN and needs_all_rows(ops, j):
             bn_gradient_totals(ops, j, grads, bn_stats, n_chunks)
             bn_above = j
         k = j - 1
+    return n_bad
