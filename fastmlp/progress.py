@@ -139,8 +139,8 @@ class CompileNotice(event.Listener):
         print whole lines only."""
         out = self._out()
         if self._is_live():
-            pad = " " * max(0, self._width - len(text))
-            self._width = 0 if final else len(text)
+            pad = " " * max(0, self._width - len(text))   # covers the longer line before
+            self._width = 0 if final else len(text) + len(pad)
             out.write("\r" + text + pad + ("\n" if final else ""))
         else:
             out.write(text + "\n")
