@@ -211,7 +211,9 @@ def cmd_evaluate(args):
     if X.shape[1] != model.n_features:
         raise UserError(f"{args.model} expects {model.n_features} features; {data} has "
                         f"{X.shape[1]}", hint="pass the --data the model was trained on")
-    with CompileNotice(1):   # a fresh cache compiles the evaluation kernels here
+    from .compile_times import compile_key
+    # a fresh cache compiles the evaluation kernels here
+    with CompileNotice(1, key=compile_key(model.dtype, model.plan.switches())):
         m = model.evaluate(X, y)
     print(f"{args.model}: {data} {args.split} ({len(X)} samples)")
     print(f"loss {m['loss']:.4f}  cost {m['cost']:.4f}  accuracy {m['accuracy']:.4f}")
@@ -305,7 +307,11 @@ def cmd_warmup(args):
     times = W.warmup(args.config or None)
     print(f"{len(times)} configuration(s) ready in {time.perf_counter() - t0:.1f} s: "
           + ", ".join(f"{k} {v:.1f} s" for k, v in times.items()))
-    print(f"kernels cached in {_config.CACHE_FOLDER}")
+    if _config.CACHE:
+        print(f"kernels cached in {_config.CACHE_FOLDER}")
+    else:
+        print("the kernel cache is disabled (FASTMLP_NO_CACHE): nothing was kept for later "
+              "processes")
     return 0
 
 

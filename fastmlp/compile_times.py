@@ -54,7 +54,10 @@ def load():
 
 
 def record(key, seconds):
-    """Store that compiling configuration `key` took `seconds` (wall clock) just now."""
+    """Store that compiling configuration `key` took `seconds` (wall clock) just now;
+    nothing is written while the kernel cache is disabled (FASTMLP_NO_CACHE)."""
+    if not _config.CACHE:
+        return
     data = load()
     entry = {"seconds": round(float(seconds), 2), "key": key,
              "when": time.strftime("%Y-%m-%dT%H:%M:%S%z")}

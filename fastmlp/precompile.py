@@ -102,7 +102,8 @@ def warmup(configurations=None, progress=True, stream=None):
     its elapsed time refreshed every second while a configuration compiles.
     Returns {name: seconds}: about 30 s for each configuration compiled from
     scratch, under a second for one already in the cache. ValueError for an unknown
-    name (before anything compiles).
+    name (before anything compiles). With FASTMLP_NO_CACHE=1 the kernels compile for
+    this process only.
     """
     from tqdm.auto import tqdm
     from .compile_times import expected

@@ -240,3 +240,11 @@ def test_warmup_compiles_what_a_later_fit_uses():
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr
     assert done.stdout.split() == ["['sgd']", "1", "1", "True"]
+
+
+def test_nothing_is_recorded_while_the_cache_is_disabled(record_dir, monkeypatch):
+    from fastmlp import _config
+    monkeypatch.setattr(_config, "CACHE", False)
+    compile_times.record("float32 sgd", 20.0)
+    assert not (record_dir / "compile-times.json").exists()
+    assert compile_times.expected("float32 sgd")[1] == "estimate"
