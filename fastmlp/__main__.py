@@ -323,12 +323,14 @@ def _number(kind, low=None, high=None, low_open=False, high_open=False):
         try:
             value = kind(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a{'n integer' if kind is int else ' number'}") from None
+            noun = "an integer" if kind is int else "a number"
+            raise argparse.ArgumentTypeError(f"{text!r} is not {noun}") from None
         if value != value or (low is not None and (value <= low if low_open else value < low)) \
                 or (high is not None and (value >= high if high_open else value > high)):
             lo = "" if low is None else f"{'>' if low_open else '>='} {low:g}"
             hi = "" if high is None else f"{'<' if high_open else '<='} {high:g}"
-            raise argparse.ArgumentTypeError(f"{text} must be {' and '.join(filter(None, (lo, hi)))}")
+            bounds = " and ".join(filter(None, (lo, hi)))
+            raise argparse.ArgumentTypeError(f"{text} must be {bounds}")
         return value
     return parse
 

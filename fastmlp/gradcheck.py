@@ -131,14 +131,14 @@ class GradCheckTable(list):
         return "\n".join(lines)
 
     def __str__(self):
-        lines = ["| layer | param | shape | entries | max rel. error | mean rel. error | max abs. error "
-                 "| failed | set apart |",
+        lines = ["| layer | param | shape | entries | max rel. error | mean rel. error "
+                 "| max abs. error | failed | set apart |",
                  "|---|---|---|---|---|---|---|---|---|"]
         for r in self:
             apart = r.n_near_zero + r.n_kink
-            lines.append(f"| {r.layer} | {r.param} | {'x'.join(map(str, r.shape))} | {r.n_checked} "
-                         f"| {r.max_rel_error:.2e} | {r.mean_rel_error:.2e} | {r.max_abs_error:.2e} "
-                         f"| {r.n_failed} | {apart} |")
+            lines.append(f"| {r.layer} | {r.param} | {'x'.join(map(str, r.shape))} "
+                         f"| {r.n_checked} | {r.max_rel_error:.2e} | {r.mean_rel_error:.2e} "
+                         f"| {r.max_abs_error:.2e} | {r.n_failed} | {apart} |")
         return "\n".join(lines)
 
     _repr_markdown_ = __str__
