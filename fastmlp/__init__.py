@@ -16,6 +16,8 @@ from .callbacks import Callback, EarlyStopping, LambdaCallback, ModelCheckpoint,
 from .optimizers import (SGD, Adadelta, Adagrad, Adam, Adamax, GradientNoise, Lion, Nadam, Optimizer,
                          RMSprop)
 from .schedules import Constant, CosineAnnealing, CyclicLR, ExponentialDecay, Schedule, StepDecay
+from ._validation import InputScaleWarning
+from .precompile import warmup
 
 Model = Sequential
 
@@ -29,7 +31,7 @@ __all__ = [
     "Activation", "Adam", "BatchNorm", "BatchNormalization", "Constant", "CyclicLR", "Dense",
     "DivergenceError", "History", "Layer", "LeakyReLU", "Linear", "Model", "Optimizer", "ReLU",
     "Lion", "SGD", "Sequential", "Sigmoid", "Softmax", "Tanh", "check_gradients", "get_num_threads",
-    "set_num_threads",
+    "set_num_threads", "InputScaleWarning", "warmup",
 ]
 
 # Saving/loading, the run report; plots (matplotlib) load on first use: fm.plots.plot_history(...)

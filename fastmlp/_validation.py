@@ -1,7 +1,47 @@
-"""Input checks run before any work starts; each error names the problem."""
+"""Input checks run before any work starts; each error names the problem. Inputs that
+are valid but look unscaled get a warning (InputScaleWarning)."""
 import numbers
 
 import numpy as np
+
+
+class InputScaleWarning(UserWarning):
+    """fit's inputs look unscaled (raw integer pixels, features with a large spread):
+    such data often trains at chance or diverges. Standardise it first."""
+
+
+# rows of X that the scale check looks at (evenly spaced): the check costs a few ms
+# whatever the size of X
+SCALE_SAMPLE_ROWS = 1000
+# a feature whose standard deviation is above this looks unscaled
+STD_LIMIT = 50.0
+_HINT = ("standardise it first, e.g. X, X_test = fastmlp.preprocess.standardize(X, X_test) "
+         "(training mean and std applied to both)")
+
+
+def scale_warning(X, raw_dtype):
+    """The text of a one-line warning when X looks unscaled, else None.
+
+    X (n, n_features): the checked float array; raw_dtype: the dtype the caller
+    passed (before conversion; None: X's). Warns for integer inputs (uint8 pixels, ...) spanning
+    more than 1, and for any feature with a standard deviation above STD_LIMIT.
+    Looks at most ~2 * SCALE_SAMPLE_ROWS evenly spaced rows, so big X costs little.
+    """
+    sample = X[::max(1, X.shape[0] // SCALE_SAMPLE_ROWS)]
+    raw_dtype = np.dtype(X.dtype if raw_dtype is None else raw_dtype)
+    if raw_dtype.kind in "iu":
+        lo, hi = float(sample.min()), float(sample.max())
+        if hi - lo > 1:
+            return (f"X holds {raw_dtype} values from {lo:g} to {hi:g}: unscaled inputs (raw "
+                    f"pixels) often train at chance; {_HINT}")
+    std = sample.std(axis=0, dtype=np.float64)
+    big = std > STD_LIMIT
+    if big.any():
+        j = int(np.argmax(std))
+        return (f"{int(big.sum())} feature(s) of X have a standard deviation above {STD_LIMIT:g} "
+                f"(feature {j}: {std[j]:.3g}): unscaled inputs often train badly or diverge; "
+                f"{_HINT}")
+    return None
 
 
 def _count_nonfinite(X):
@@ -54,11 +94,14 @@ def check_features(X, dtype, n_features=None, name="X"):
 def check_labels(y, n_samples, n_classes, name="y"):
     """Integer class labels (n_samples,) int64 from integer labels or one-hot rows.
 
+    A (n_samples, 1) column is read as class ids (Keras's sparse labels as a column).
     Raises ValueError for a length different from X's, non-integer labels,
     labels outside [0, n_classes) (naming the first offending one), or
     one-hot rows that are not exactly one 1 and zeros.
     """
     y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]   # a column of class ids (for one class, the same as one-hot)
     if y.ndim == 0 or y.shape[0] != n_samples:
         raise ValueError(f"{name} has {0 if y.ndim == 0 else y.shape[0]} labels but X has "
                          f"{n_samples} rows")

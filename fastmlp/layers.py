@@ -1,5 +1,7 @@
 """Layer specifications. They hold hyperparameters only; the model compiles them
 into a plan (fastmlp/plan.py) and owns all arrays."""
+import numpy as np
+
 from .initializers import get_initializer
 from .kernels import activations as _act
 from ._config import BN_EPS, BN_MOMENTUM
@@ -23,6 +25,36 @@ class Layer:
     def config(self):
         return {}
 
+    #: width of the model's input declared on this layer (Keras's input_shape /
+    #: input_dim on the first layer), or None
+    input_dim = None
+
+    def _declare_input(self, input_shape, input_dim):
+        """Set input_dim from Keras's input_shape=(n_features,) or input_dim=n_features."""
+        if input_shape is not None:
+            shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+            if len(shape) != 1:
+                raise ValueError(f"input_shape must be (n_features,): fastmlp takes flat rows, "
+                                 f"got {input_shape!r}; flatten images first, e.g. "
+                                 f"X.reshape(len(X), -1), and pass input_shape=({_prod(shape)},)")
+            if input_dim is not None and input_dim != shape[0]:
+                raise ValueError(f"input_shape={input_shape!r} and input_dim={input_dim!r} "
+                                 "disagree")
+            input_dim = shape[0]
+        if input_dim is not None:
+            if isinstance(input_dim, bool) or not isinstance(input_dim, (int, np.integer)) \
+                    or input_dim < 1:
+                raise ValueError(f"input_dim (the number of input features) must be a positive "
+                                 f"integer, got {input_dim!r}")
+            self.input_dim = int(input_dim)
+
+
+def _prod(shape):
+    out = 1
+    for d in shape:
+        out *= d if isinstance(d, int) else 1
+    return out
+
 
 class Dense(Layer):
     """Fully connected layer Z = X @ W + b, W of shape (n_in, units).
@@ -30,13 +62,18 @@ class Dense(Layer):
     init: "he_normal" (default), "he_uniform", "glorot_normal", "glorot_uniform",
     "normal" with `sigma` (standard deviation) or "uniform" with `limit` (U(-limit,
     limit)); biases start at the constant `bias` (default 0). `activation` fuses an
-    activation ("relu", ...) like a following activation layer would.
+    activation ("relu", "sigmoid", "tanh", "linear", "leaky_relu", or a layer such as
+    LeakyReLU(0.1)) like a following activation layer would; "softmax" (last layer
+    only) makes it the output: the model stores it as Dense(units) then Softmax().
     l2 / l1 override fit's penalties for this layer's W (None: use fit's).
+    input_shape=(n_features,) or input_dim=n_features (first layer only, as in Keras)
+    declares the input width: the model can then be built, summarised and compiled
+    before fit, which checks X against it.
     """
     name = "dense"
 
     def __init__(self, units, activation=None, init="he_normal", sigma=None, l2=None, l1=None,
-                 limit=None, bias=0.0):
+                 limit=None, bias=0.0, input_shape=None, input_dim=None):
         if int(units) != units or units < 1:
             raise ValueError(f"Dense units must be a positive integer, got {units!r}")
         get_initializer(init)
@@ -51,8 +88,9 @@ class Dense(Layer):
         self.limit, self.bias = limit, float(bias)
         self.units = int(units)
         self.activation = activation
-        if activation is not None:
+        if activation is not None and activation != "softmax":
             activation_from_name(activation)
+        self._declare_input(input_shape, input_dim)
         self.init = init
         self.sigma = sigma
         for name, value in (("l2", l2), ("l1", l1)):
@@ -80,6 +118,8 @@ class Dense(Layer):
         for name in ("l2", "l1"):
             if getattr(self, name) is not None:
                 cfg[name] = getattr(self, name)
+        if self.input_dim is not None:
+            cfg["input_dim"] = self.input_dim
         return cfg
 
 
@@ -88,23 +128,28 @@ class BatchNorm(Layer):
 
     Training: batch mean and biased variance; evaluation: running averages
     updated as run = momentum * run + (1 - momentum) * batch. Trainable
-    gamma (init 1) and beta (init 0).
+    gamma (init 1) and beta (init 0). input_shape / input_dim: as for Dense, when
+    this is the first layer (normalising the inputs).
     """
     name = "batchnorm"
 
-    def __init__(self, momentum=BN_MOMENTUM, eps=BN_EPS):
+    def __init__(self, momentum=BN_MOMENTUM, eps=BN_EPS, input_shape=None, input_dim=None):
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"BatchNorm momentum must be in [0, 1), got {momentum!r}")
         if not eps > 0:
             raise ValueError(f"BatchNorm eps must be > 0, got {eps!r}")
         self.momentum = float(momentum)
         self.eps = float(eps)
+        self._declare_input(input_shape, input_dim)
 
     def param_shapes(self, n_in):
         return [("gamma", (n_in,)), ("beta", (n_in,))]
 
     def config(self):
-        return {"momentum": self.momentum, "eps": self.eps}
+        cfg = {"momentum": self.momentum, "eps": self.eps}
+        if self.input_dim is not None:
+            cfg["input_dim"] = self.input_dim
+        return cfg
 
 
 BatchNormalization = BatchNorm
@@ -163,10 +208,14 @@ def activation_from_name(name):
     """Activation layer instance for a name such as "relu"."""
     if isinstance(name, Activation):
         return name
+    if name == "softmax":
+        raise ValueError("'softmax' is the output: use it on the last layer, "
+                         "Dense(n_classes, activation='softmax'), or end the model with Softmax()")
     try:
         return _ACTIVATIONS[name]()
     except (KeyError, TypeError):
-        raise ValueError(f"unknown activation {name!r}; choose one of {sorted(_ACTIVATIONS)}") from None
+        raise ValueError(f"unknown activation {name!r}; choose one of "
+                         f"{sorted(_ACTIVATIONS)}, or 'softmax' on the last layer") from None
 
 
 class Dropout(Layer):
@@ -221,3 +270,13 @@ def layer_from_config(name, config):
     except KeyError:
         raise ValueError(f"unknown layer {name!r}; known: {sorted(LAYERS)}") from None
     return cls(**config)
+
+
+def output_head(layer):
+    """[Dense(units, same config), Softmax()] for a Dense(..., activation="softmax"),
+    else [layer]: how the model stores Keras's softmax output layer."""
+    if isinstance(layer, Dense) and layer.activation == "softmax":
+        cfg = layer.config()
+        del cfg["activation"]
+        return [Dense(**cfg), Softmax()]
+    return [layer]

@@ -1,4 +1,6 @@
 """Sequential model: the thin Python layer that validates, allocates and calls the kernels."""
+import warnings
+
 import numpy as np
 
 from . import _validation as V
@@ -10,10 +12,11 @@ from .kernels import layout as L
 from .kernels import loop
 from .kernels.optim import Hyper, reduce_gradients
 from .kernels.tile_gemm import link_gemm
-from .layers import Layer
-from .optimizers import SGD, Optimizer
+from .layers import Layer, output_head
+from .losses import check_metrics, get_loss
+from .optimizers import SGD, get_optimizer
 from .schedules import as_schedule
-from .plan import compile_layers
+from .plan import _resolve_loss, compile_layers
 from .training import DivergenceError, train  # noqa: F401  (DivergenceError re-exported)
 
 
@@ -57,7 +60,12 @@ class Sequential:
     loss : str, optional
         None (cross-entropy, with a Softmax output), "mse", "binary_cross_entropy"
         (Sigmoid output), "multiclass_hinge", "hinge" or "perceptron" (one output,
-        labels -1/+1); see fastmlp.losses.get_loss.
+        labels -1/+1), or a Keras name; see fastmlp.losses.get_loss.
+
+    Keras style works too: Dense(10, activation="softmax") as the last layer is the
+    Softmax output, input_shape=(n_features,) on the first layer declares the input
+    width, and compile(optimizer="adam", loss=..., metrics=["accuracy"]) sets what
+    fit uses.
     """
 
     def __init__(self, layers=None, dtype=np.float32, seed=None, loss=None):
@@ -81,27 +89,51 @@ class Sequential:
         self.l2 = 0.0
         self.l1 = 0.0
         self.history = None
+        self.metrics = []     # compile(metrics=...): the Keras names asked for
         self._workspaces = {}
         self._switches = None   # the last fit's compile-time switches (Plan.switches)
 
     # ---------------------------------------------------------------- building
     def add(self, layer):
-        """Append a layer (before the model is built)."""
+        """Append a layer (before the model is built). A Dense(..., activation="softmax")
+        is appended as Dense(...) then Softmax(), the output (Keras's way of writing it).
+        Only the first layer may declare input_shape / input_dim."""
         if self.built:
             raise ValueError("cannot add layers to a built model")
         if not isinstance(layer, Layer):
             raise ValueError(f"{layer!r} is not a fastmlp layer")
-        self.layers.append(layer)
+        if layer.input_dim is not None and self.layers:
+            raise ValueError(f"input_shape / input_dim go on the first layer only; layer "
+                             f"{len(self.layers)} ({layer!r}) declares one")
+        self.layers.extend(output_head(layer))
         return self
 
-    def build(self, n_features, seed=None):
+    @property
+    def input_dim(self):
+        """The input width the first layer declares (input_shape / input_dim), else the
+        built model's n_features, else None."""
+        if self.built:
+            return self.n_features
+        return self.layers[0].input_dim if self.layers else None
+
+    def build(self, n_features=None, seed=None):
         """Compile the plan for inputs of width n_features and initialise the weights.
 
+        n_features defaults to the width the first layer declares (input_shape).
         W from each Dense's initialiser (He normal by default), b = 0, gamma = 1,
         beta = 0; BN running mean 0 and variance 1. `seed` (else the model's seed,
-        else fresh entropy, recorded in `self.seed`) makes this reproducible.
+        else fresh entropy, recorded in `self.seed`) makes this reproducible. An
+        optimizer set by compile starts with fresh state.
         """
-        n_features = V.check_int(n_features, "n_features", 1)
+        declared = self.layers[0].input_dim if self.layers else None
+        if n_features is None and declared is None:
+            raise ValueError("build needs n_features (the input width), or declare it on the "
+                             "first layer: Dense(units, input_shape=(n_features,))")
+        n_features = V.check_int(declared if n_features is None else n_features,
+                                 "n_features", 1)
+        if declared is not None and n_features != declared:
+            raise ValueError(f"the input has {n_features} features but the first layer declares "
+                             f"input_shape=({declared},)")
         self.plan = compile_layers(self.layers, n_features, self.loss)
         self.n_features = n_features
         if seed is None:
@@ -126,6 +158,9 @@ class Sequential:
         self.built = True
         self._workspaces = {}
         self._switches = None
+        if self.optimizer is not None:
+            self.opt_state = None
+            self._set_optimizer(self.optimizer)
         return self
 
     def _view(self, entry, flat=None):
@@ -133,8 +168,15 @@ class Sequential:
         return flat[entry.offset: entry.offset + entry.size].reshape(entry.shape)
 
     def _require_built(self):
+        """Build the model now when its first layer declares the input width, as Keras
+        does; ValueError when it cannot be built yet."""
         if not self.built:
-            raise ValueError("the model is not built yet: call fit(X, y) or build(n_features) first")
+            if self.input_dim is not None:
+                self.build()
+                return
+            raise ValueError("the model is not built yet: call fit(X, y) or build(n_features) "
+                             "first, or declare the input width on the first layer "
+                             "(input_shape=(n_features,))")
 
     @property
     def n_classes(self):
@@ -335,14 +377,47 @@ class Sequential:
         return [self._view(e, grads[0]).copy() for e in self.plan.entries]
 
     # ---------------------------------------------------------------- training
+    def compile(self, optimizer=None, loss=None, metrics=None):
+        """Keras-style: set the optimizer and loss that later fits use.
+
+        optimizer: an Optimizer or a Keras name ("sgd", "adam", "rmsprop", "adagrad",
+        "adadelta", "adamax", "nadam", "lion": the class with fastmlp's defaults, see
+        optimizers.get_optimizer); None keeps the current one (SGD() at the first fit).
+        A new optimizer starts with fresh state; the weights are kept.
+        loss: a name, fastmlp's or Keras's ("sparse_categorical_crossentropy",
+        "categorical_crossentropy", "mse", "mean_squared_error",
+        "binary_crossentropy", ...; losses.get_loss); None keeps the model's.
+        metrics: None or Keras names of the metric the loss reports, e.g.
+        ["accuracy"]; it is in every History and evaluate whatever is asked, so the
+        names are only checked (losses.check_metrics).
+        Everything is checked before anything changes (ValueError naming the choices).
+        """
+        opt = None if optimizer is None else get_optimizer(optimizer)
+        spec = self.plan.loss if self.built else self.loss
+        if loss is not None:
+            spec = get_loss(loss)
+        if not self.layers:
+            raise ValueError("the model has no layers; add them before compile")
+        spec = _resolve_loss(self.layers, spec)   # ValueError if the output does not fit
+        names = check_metrics(spec, metrics)
+        plan = None
+        if self.built and spec != self.plan.loss:
+            plan = compile_layers(self.layers, self.n_features, spec)
+        # checked: from here on the model changes
+        self.loss, self.metrics = spec, names
+        if plan is not None:
+            self.plan, self._workspaces, self._switches = plan, {}, None
+        if opt is not None:
+            self.optimizer, self.opt_state = opt, None
+            if self.built:
+                self._set_optimizer(opt)
+
     def _optimizer_for(self, optimizer):
-        """The optimizer a fit uses: the given one, else the previous one, else SGD()."""
+        """The optimizer a fit uses: the given one (an instance or a name), else the
+        previous one (or compile's), else SGD()."""
         if optimizer is None:
-            optimizer = self.optimizer or SGD()
-        if not isinstance(optimizer, Optimizer):
-            raise ValueError(f"optimizer must be a fastmlp optimizer such as SGD(lr=0.01), "
-                             f"got {optimizer!r}")
-        return optimizer
+            return self.optimizer or SGD()
+        return get_optimizer(optimizer)
 
     def _set_optimizer(self, optimizer):
         """Make `optimizer` the model's; a new one starts with fresh state."""
@@ -352,13 +427,18 @@ class Sequential:
             self.opt_step = 0
             self.lr_scale = 1.0
 
-    def fit(self, X, y, epochs=None, batch_size=32, optimizer=None, l2=None, l1=None,
+    def fit(self, X, y, epochs=None, batch_size=None, optimizer=None, l2=None, l1=None,
             validation_data=None, validation_split=0.0, shuffle=True, seed=None,
             verbose=1, n_threads=None, schedule=None, cycles=None, callbacks=None,
             checkpoint=None, checkpoint_every=1, augment=None):
         """Train on (X, y); continues from the current weights and optimizer state.
 
-        X (n, n_features) numeric; y (n,) integer labels or (n, n_classes) one-hot.
+        X (n, n_features) numeric; y (n,) integer labels (or an (n, 1) column of them)
+        or (n, n_classes) one-hot. X that looks unscaled (integers such as uint8
+        pixels spanning more than 1, or a feature with a standard deviation above 50)
+        gets an InputScaleWarning suggesting fastmlp.preprocess.standardize.
+        optimizer: an Optimizer or a name ("adam", ...); None: compile's or the
+        previous fit's, else SGD().
         l2: DD2424 penalty, cost = loss + l2 * sum ||W||^2 (gradient 2 l2 W; b,
         gamma, beta are not penalised); None keeps the previous value (0 at first).
         l1: adds l1 * sum |W| (subgradient l1 sign(W)), same rules. A Dense layer's
@@ -366,7 +446,13 @@ class Sequential:
         validation_data=(X_val, y_val), or validation_split: the last fraction of
         the rows (before shuffling) held out. seed: shuffling (and the initial
         weights when the model is unbuilt and was created without a seed).
-        verbose=1: a tqdm progress bar.
+        batch_size: rows per update (None: 32, or all rows when there are fewer); a
+        batch_size larger than the training rows warns and uses all rows;
+        history.params["batch_size"] records the size used.
+        verbose=1: one line per epoch on stderr, a live progress bar while the epoch
+        runs (Keras's verbose=1); verbose=2: the line alone, when the epoch ends;
+        0: silent. A first fit that compiles kernels says so, with the time it
+        expects and an elapsed-time count (progress.CompileNotice).
         schedule: a learning-rate schedule replacing the optimizer's lr (it is set
         on the optimizer object, which keeps it for later fits, as Keras does).
         cycles: with a cyclic schedule, train exactly 2 * step_size * cycles updates
@@ -385,9 +471,12 @@ class Sequential:
         """
         if n_threads is not None:
             check_thread_count(n_threads)
+        verbose = _check_verbose(verbose)
+        raw_dtype = getattr(X, "dtype", None)   # before conversion: were these integers?
         if epochs is not None:
             epochs = V.check_int(epochs, "epochs", 0)
-        batch_size = V.check_int(batch_size, "batch_size", 1)
+        explicit_batch = batch_size is not None
+        batch_size = V.check_int(32 if batch_size is None else batch_size, "batch_size", 1)
         for name, value in (("l2", l2), ("l1", l1)):
             if value is not None and not (np.isfinite(value) and value >= 0):
                 raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
@@ -399,10 +488,23 @@ class Sequential:
             callbacks.append(ModelCheckpoint(checkpoint, every=checkpoint_every))
         if not self.built:
             X = V.check_features(X, self.dtype)
+            declared = self.input_dim
+            if declared is not None and X.shape[1] != declared:
+                raise ValueError(f"X has {X.shape[1]} features but the first layer declares "
+                                 f"input_shape=({declared},)")
             self.build(X.shape[1], seed if self.seed is None else None)
         data, val = self._fit_data(X, y, validation_data, validation_split)
         optimizer = self._optimizer_for(optimizer)
         sched = optimizer.schedule if schedule is None else as_schedule(schedule)
+        text = V.scale_warning(data[0], raw_dtype)
+        if text is not None:
+            warnings.warn(text, V.InputScaleWarning, stacklevel=2)
+        n_rows = data[0].shape[0]
+        if batch_size > n_rows and explicit_batch:
+            warnings.warn(f"batch_size={batch_size} is larger than the {n_rows} training rows; "
+                          f"each update uses all {n_rows} (batch_size={n_rows})",
+                          UserWarning, stacklevel=2)
+        batch_size = min(batch_size, n_rows)
         epochs, total_updates = _training_length(epochs, cycles, sched, data[0].shape[0],
                                                  batch_size)
         # everything is checked: from here on the model changes
@@ -476,6 +578,16 @@ class Sequential:
         """Save the whole model as one .npz file (see fastmlp.persistence); fm.load(path) reads it."""
         from .persistence import save_model
         return save_model(self, path)
+
+
+def _check_verbose(verbose):
+    """verbose as 0, 1 or 2 (True/False and Keras's "auto" = 1 accepted)."""
+    if verbose == "auto":
+        return 1
+    if isinstance(verbose, (bool, int, np.integer)) and 0 <= verbose <= 2:
+        return int(verbose)
+    raise ValueError(f"verbose must be 0 (silent), 1 (a progress bar per epoch) or 2 (one line "
+                     f"per epoch), got {verbose!r}")
 
 
 def _training_length(epochs, cycles, schedule, n_samples, batch_size):

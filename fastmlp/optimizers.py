@@ -274,3 +274,19 @@ def optimizer_from_config(name, config):
     except KeyError:
         raise ValueError(f"unknown optimizer {name!r}; known: {sorted(OPTIMIZERS)}") from None
     return cls(lr, **cfg)
+
+
+def get_optimizer(optimizer):
+    """An Optimizer from an instance (returned as is) or a Keras name: "sgd", "adam",
+    "rmsprop", "adagrad", "adadelta", "adamax", "nadam" or "lion" (any case; the class
+    name such as "Adam" works too). A name gives that class with fastmlp's defaults
+    (PyTorch's: Adam lr 1e-3, RMSprop lr 1e-2 and rho 0.99, ...), a fresh optimizer
+    with fresh state; pass an instance, e.g. fm.RMSprop(lr=1e-3, rho=0.9), for others.
+    ValueError listing the names otherwise."""
+    if isinstance(optimizer, Optimizer):
+        return optimizer
+    names = {name.lower(): cls for name, cls in OPTIMIZERS.items()}
+    if isinstance(optimizer, str) and optimizer.lower() in names:
+        return names[optimizer.lower()]()
+    raise ValueError(f"optimizer must be a fastmlp optimizer such as fm.SGD(lr=0.01) or one of "
+                     f"the names {sorted(names)}, got {optimizer!r}")

@@ -190,6 +190,15 @@ class EpochRunner:
                 "lr": float(self.step_lr[done - 1])}
 
 
+def compile_key_of_fit(model, augment=None):
+    """compile_times.compile_key of the signature a fit of `model` with its current
+    optimizer, penalties and `augment` compiles (what EpochRunner sets as switches)."""
+    from .compile_times import compile_key
+    opt = model.optimizer
+    seg = model.plan.segments(model.l2, model.l1, opt.weight_decay)
+    return compile_key(model.dtype, model.plan.switches(opt, seg, augment is not None))
+
+
 def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_threads, history,
           total_updates, callbacks, augment=None, adaptive_threads=False):
     """Run fit's loop: epochs (or exactly total_updates updates), callbacks between epochs.
@@ -198,15 +207,17 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
     faster at the time (_threads.ThreadChooser); the n_threads row chunks, and so the
     results, stay the same."""
     from .progress import CompileNotice, Progress
-    with CompileNotice(verbose):   # a cold cache compiles here (one signature for all modes)
+    # a cold cache compiles here (one signature for all modes); the notice shows it
+    # when verbose and records how long it took for this configuration either way
+    with CompileNotice(verbose, key=compile_key_of_fit(model, augment)):
         run = EpochRunner(model, data, batch_size, n_threads, seed, augment, adaptive_threads)
         history.initial = model._metrics(data, val, run.n_chunks)
     remaining = epochs * run.steps_per_epoch if total_updates is None else total_updates
-    # ~20 compiled calls per epoch when verbose (progress updates) or when the thread
+    # ~20 compiled calls per epoch with the progress bar (verbose=1) or when the thread
     # count follows the load (a choice per call); one per epoch otherwise
-    chunk = (max(1, run.steps_per_epoch // 20) if verbose or run.threads.adaptive
+    chunk = (max(1, run.steps_per_epoch // 20) if verbose == 1 or run.threads.adaptive
              else run.steps_per_epoch)
-    progress = Progress(remaining, verbose)
+    progress = Progress(verbose, -(-remaining // run.steps_per_epoch))
     model.stop_training = False
     for cb in callbacks:
         cb.on_train_begin(model)
@@ -219,6 +230,7 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
                 order = (np.random.default_rng([seed, epoch]).permutation(run.n) if shuffle
                          else np.arange(run.n))
                 todo = min(run.steps_per_epoch, remaining)
+                progress.epoch_begin(todo)
                 done = run.run_epoch(order, todo, chunk, progress, stop, history, epoch)
                 remaining -= done
                 if done < todo:  # interrupted mid-epoch
@@ -230,7 +242,7 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
                 metrics["time"] = time.perf_counter() - t0
                 history.append_epoch(epoch, metrics)
                 model.epochs_done += 1
-                progress.epoch_end(epoch, metrics)
+                progress.epoch_end(metrics)
                 for cb in callbacks:
                     cb.on_epoch_end(model, epoch, metrics)
     finally:

@@ -626,8 +626,10 @@ def test_bad_fit_arguments_raise():
         model.fit(X, y, l2=-0.1, verbose=0)
     with pytest.raises(ValueError, match="validation_split"):
         model.fit(X, y, validation_split=1.0, verbose=0)
-    with pytest.raises(ValueError, match="optimizer"):
-        model.fit(X, y, optimizer="sgd", verbose=0)
+    with pytest.raises(ValueError, match="optimizer must be .* or one of the names"):
+        model.fit(X, y, optimizer="sgdd", verbose=0)
+    with pytest.raises(ValueError, match="verbose must be 0"):
+        model.fit(X, y, verbose=3)
     assert model.step == 0
 
 
