@@ -119,9 +119,9 @@ def main(argv=None):
         if remote is not None:
             cells.insert(2, f"{val['validation (Dask)'][i]:.4f}")
         rows.append("| " + " | ".join(cells) + " |")
+    where = args.scheduler or f"a LocalCluster of {args.workers} processes"
     cluster = ("not run (dask[distributed] missing)" if remote is None else
-               f"{t_dask:.1f} s on {args.scheduler or f'a LocalCluster of {args.workers} processes'}"
-               f", the same scores: {same}")
+               f"{t_dask:.1f} s on {where}, the same scores: {same}")
     md = ["# Pipeline(StandardScaler, FastMLPClassifier) tuned with GridSearchCV\n",
           f"Data: the first {n} images of the bundled MNIST subset (pixels / 255), {cv}-fold "
           f"cross-validation; FastMLPClassifier(hidden_layer_sizes=(100,), batch_size=100, "

@@ -8,9 +8,11 @@ from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_dat
 
 from ._base import BaseFastMLP
 
-_PARAMETERS = """
+_PARAMETERS_HEAD = """
     Parameters
-    ----------
+    ----------"""
+
+_PARAMETERS = """
     hidden_layer_sizes : int or sequence of int, default=(100,)
         Widths of the hidden layers; () for none.
     activation : {'relu', 'tanh', 'logistic', 'identity', 'leaky_relu'}, default='relu'
@@ -116,15 +118,15 @@ _DIFFERENCES = """
 
 
 class FastMLPClassifier(ClassifierMixin, BaseFastMLP):
-    """Multi-layer perceptron classifier trained by fastmlp: a drop-in for
+    __doc__ = ("""Multi-layer perceptron classifier trained by fastmlp: a drop-in for
     sklearn.neural_network.MLPClassifier.
 
     Multiclass targets train a softmax output with cross-entropy; binary and multilabel
     targets (an indicator matrix) one logistic output per label with binary
     cross-entropy, as scikit-learn does. Labels may be of any type (strings too).
-    """ + _PARAMETERS + """
-    classes_ : ndarray or list of ndarray
-        The class labels.""" + _ATTRIBUTES + _DIFFERENCES
+    """ + _PARAMETERS_HEAD + _PARAMETERS + _ATTRIBUTES + """    classes_ : ndarray
+        The class labels.
+""" + _DIFFERENCES)
 
     def _validate_input(self, X, y, incremental, first, dtype, classes):
         """(X in dtype, Y binarized (n, k), output head, the label binarizer to keep)."""
@@ -214,13 +216,13 @@ class FastMLPClassifier(ClassifierMixin, BaseFastMLP):
 
 
 class FastMLPRegressor(RegressorMixin, BaseFastMLP):
-    """Multi-layer perceptron regressor trained by fastmlp: a drop-in for
+    __doc__ = ("""Multi-layer perceptron regressor trained by fastmlp: a drop-in for
     sklearn.neural_network.MLPRegressor (half squared error, identity output; one or
     several targets).
-
+    """ + _PARAMETERS_HEAD + """
     loss : {'squared_error'}, default='squared_error'
-        scikit-learn's 'poisson' is not available.
-    """ + _PARAMETERS + _ATTRIBUTES + _DIFFERENCES
+        scikit-learn's 'poisson' is not available.""" + _PARAMETERS + _ATTRIBUTES
+               + _DIFFERENCES)
 
     def __init__(self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
                  solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",

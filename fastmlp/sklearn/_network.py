@@ -2,7 +2,8 @@
 
 The objective. scikit-learn's MLP takes, on each minibatch of b rows, the gradient of
 
-    J = (1/b) sum_i L_i + alpha / (2 b) * sum ||W||^2          (gradient (1/b) sum_i dL_i + (alpha/b) W)
+    J = (1/b) sum_i L_i + alpha / (2 b) * sum ||W||^2
+    (gradient: (1/b) sum_i dL_i + (alpha / b) W)
 
 where L_i is row i's loss summed over the outputs: cross-entropy (softmax output),
 binary cross-entropy per output (logistic output: binary and multilabel), half the
