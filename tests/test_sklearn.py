@@ -268,3 +268,16 @@ def test_accuracy_on_mnist_matches_mlpclassifier():
         theirs = MLPClassifier(**params).fit(X, y).score(Xt, yt)
     assert theirs > 0.9
     assert abs(ours - theirs) <= 0.015, (ours, theirs)
+
+
+def test_warm_start_may_switch_early_stopping_on():
+    X, y = _data(400)
+    clf = FastMLPClassifier(hidden_layer_sizes=(8,), max_iter=3, batch_size=40, random_state=0,
+                            warm_start=True).fit(X, y)
+    assert clf.validation_scores_ is None and np.isfinite(clf.best_loss_)
+    clf.set_params(early_stopping=True, max_iter=2, n_iter_no_change=5)
+    clf.fit(X, y)
+    assert len(clf.validation_scores_) == 2 and clf.best_loss_ is None
+    assert len(clf.loss_curve_) == 5
+    with pytest.raises(ValueError, match="validation set is too small"):
+        FastMLPClassifier(early_stopping=True, validation_fraction=0.01).fit(X[:50], y[:50])

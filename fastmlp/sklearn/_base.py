@@ -162,19 +162,20 @@ class BaseFastMLP(BaseEstimator):
                                  f"({self._fitted_structure[changed[0]]!r} -> "
                                  f"{structure[changed[0]]!r}); a warm start or partial_fit "
                                  f"keeps the network: refit with warm_start=False")
+        if self.early_stopping and np.ceil(self.validation_fraction * X.shape[0]) < 2:
+            raise ValueError("The validation set is too small. Increase 'validation_fraction' "
+                             "or the size of your dataset.")
         self._set_targets(targets)     # everything is checked: from here on self changes
         rng = check_random_state(self.random_state)
         if first:
             self._initialize(hidden, dtype, X.shape[1], n_outputs, head, rng, structure)
+        self._records_for(self.early_stopping)
         model = self.model_
         if self.early_stopping:
             stratify = Y if (is_classifier(self) and n_outputs == 1) else None
             X, X_val, Y, Y_val = train_test_split(X, Y, random_state=rng,
                                                   test_size=self.validation_fraction,
                                                   stratify=stratify)
-            if X_val.shape[0] < 2:
-                raise ValueError("The validation set is too small. Increase "
-                                 "'validation_fraction' or the size of your dataset.")
         n_train = X.shape[0]
         batch_size = self._batch_size(n_train)
         scale = N.gradient_scale(head, n_outputs)
@@ -223,14 +224,17 @@ class BaseFastMLP(BaseEstimator):
         self.t_ = 0
         self.loss_curve_ = []
         self._no_improvement_count = 0
-        if self.early_stopping:
-            self.validation_scores_ = []
-            self.best_validation_score_ = -np.inf
+        self.validation_scores_ = self.best_validation_score_ = self.best_loss_ = None
+
+    def _records_for(self, early_stopping):
+        """The records of the stopping rule in use (scikit-learn's: validation scores with
+        early stopping, the best loss without); a warm start may switch between them."""
+        if early_stopping and self.validation_scores_ is None:
+            self.validation_scores_, self.best_validation_score_ = [], -np.inf
             self.best_loss_ = None
-        else:
+        elif not early_stopping and self.best_loss_ is None:
             self.best_loss_ = np.inf
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
+            self.validation_scores_ = self.best_validation_score_ = None
 
     def _batch_size(self, n_train):
         if self.batch_size == "auto":
