@@ -17,7 +17,6 @@ import statistics
 import time
 import warnings
 
-import numpy as np
 
 SPEEDUP_TARGET = 3.0
 EPOCHS_PER_FIT = 5
