@@ -17,7 +17,6 @@ import statistics
 import time
 import warnings
 
-
 SPEEDUP_TARGET = 3.0
 EPOCHS_PER_FIT = 5
 HIDDEN = (100, 30)
