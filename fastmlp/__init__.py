@@ -4,7 +4,9 @@
     model = fm.Sequential([fm.Dense(50), fm.BatchNorm(), fm.ReLU(), fm.Dense(10), fm.Softmax()])
     history = model.fit(X, y, epochs=10, batch_size=100, optimizer=fm.SGD(lr=0.01), l2=0.005)
 """
-from ._threads import get_num_threads, set_num_threads
+from . import _cache_slot, _config
+_cache_slot.configure(_config)   # a Dask worker's own kernel cache: before any kernel loads
+from ._threads import get_num_threads, set_num_threads  # noqa: E402
 from .gradcheck import check_gradients
 from .history import History
 from .layers import (Activation, BatchNorm, BatchNormalization, Dense, Dropout, Layer, LeakyReLU,

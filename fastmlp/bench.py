@@ -23,6 +23,8 @@ Also, each with a verdict against its target:
            fit and, for (b), the log-log slope between the two widest nets
            (-> 2 as the GEMMs dominate). Target R^2 >= 0.98.
 --quick shrinks all of them (1/5 of the samples, widths up to 256).
+--workload sklearn times FastMLPClassifier against scikit-learn's MLPClassifier on W2
+(fastmlp/bench_sklearn.py); it runs only when asked for.
 """
 import argparse
 import gc
@@ -640,8 +642,9 @@ def build_parser():
                    "--scaling, the threads comparison and the memory run), widths up to 256")
     p.add_argument("--threads", type=int, default=None, help="threads for every framework "
                    "(default: all cores); the threads comparison always uses 1 and 2")
-    p.add_argument("--workload", action="append", choices=sorted(WORKLOADS), help="repeatable; "
-                   "default all")
+    p.add_argument("--workload", action="append", choices=sorted(WORKLOADS) + ["sklearn"],
+                   help="repeatable; default all but sklearn (FastMLPClassifier vs "
+                   "MLPClassifier on W2, fastmlp/bench_sklearn.py)")
     p.add_argument("--epochs", type=int, default=3, help="timed epochs after one warm-up (>= 3)")
     p.add_argument("--json", help="write the results as JSON to this path")
     p.add_argument("--no-torch", action="store_true", help="skip PyTorch even when installed")
@@ -772,6 +775,8 @@ def main(argv=None):
     threads = args.threads or numba.config.NUMBA_NUM_THREADS
     fm.set_num_threads(threads)
     workloads = args.workload or list(WORKLOADS)
+    with_sklearn = "sklearn" in workloads
+    workloads = [w for w in workloads if w != "sklearn"]
     with_torch = not args.no_torch and torch_available()
     epochs = max(3, args.epochs)
     sz = sizes(args)
@@ -789,9 +794,16 @@ def main(argv=None):
     sgemm = sgemm_gflops(threads)
     print(f"numpy sgemm 2048^2: {sgemm:.0f} GFLOP/s", flush=True)
     results = run(workloads, threads, args.quick, with_torch, not args.no_numpy, epochs)
-    print()
-    print(format_table(results, sgemm))
-    print()
+    if results:
+        print()
+        print(format_table(results, sgemm))
+        print()
+    sk = None
+    if with_sklearn:
+        from . import bench_sklearn
+        sk = bench_sklearn.compare(WORKLOADS["W2"][3] // (5 if args.quick else 1),
+                                   max(bench_sklearn.EPOCHS_PER_FIT, epochs), threads)
+        print(bench_sklearn.format_result(sk), flush=True)
     tc = run_threads_compare(args, sz, epochs)
     cc = None
     if args.contended:
@@ -805,7 +817,7 @@ def main(argv=None):
                "processor": platform.processor(), "cores": os.cpu_count(), "threads": threads,
                "quick": args.quick, "sgemm_gflops": sgemm, "compile": compile_info,
                "results": results, "threads_compare": tc, "memory": mem, "scaling": scaling,
-               "contended": cc, "versions": versions()}
+               "contended": cc, "sklearn": sk, "versions": versions()}
         os.makedirs(os.path.dirname(os.path.abspath(args.json)), exist_ok=True)
         with open(args.json, "w") as f:
             json.dump(doc, f, indent=2)

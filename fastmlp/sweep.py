@@ -7,7 +7,8 @@
     res.best("val_accuracy"); print(res.to_markdown("val_accuracy"))
 
 Runs go to spawned local processes (workers x threads <= cores) or to any concurrent.futures
-Executor: a Dask cluster's executor=distributed.Client(addr).get_executor() (dask stays optional).
+Executor: a Dask cluster's executor=distributed.Client(addr).get_executor() (dask stays optional;
+each run then uses at most its worker's threads, see fastmlp/_worker.py).
 Each run is appended to `out` (CSV) as it finishes, so an interrupted sweep resumes. Before local
 workers start, warmup() fills Numba's on-disk cache (concurrent first compiles race on it).
 Scripts need the `if __name__ == "__main__":` guard (workers start by "spawn").
@@ -175,10 +176,18 @@ def _decode(s):
 
 
 def _call(fn, threads, key, config):
-    """fn(**config) in a worker -> (key, status, results, error message, seconds)."""
-    if threads:
-        from . import set_num_threads
-        set_num_threads(threads)
+    """fn(**config) in a worker -> (key, status, results, error message, seconds). In a Dask
+    worker task the run gets at most the worker's threads (None: all of them) and takes
+    turns with the worker's other fastmlp runs (fastmlp/_worker.py)."""
+    from ._worker import thread_budget
+    with thread_budget(threads) as threads:
+        if threads:
+            from . import set_num_threads
+            set_num_threads(threads)
+        return _timed_call(fn, key, config)
+
+
+def _timed_call(fn, key, config):
     t0 = time.perf_counter()
     try:
         result = fn(**config)

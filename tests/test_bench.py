@@ -154,3 +154,18 @@ def test_threads_compare_restores_the_thread_count():
     tc = bench.threads_compare(256, 3, counts=(1, 1))
     assert fm.get_num_threads() == before
     assert tc["speedup"] > 0 and len(tc["runs"]) == 2
+
+
+def test_sklearn_workload_on_tiny_data():
+    pytest.importorskip("sklearn")
+    from fastmlp import bench_sklearn
+    r = bench_sklearn.compare(1200, 2, 1, repeats=2)
+    for name in ("fastmlp", "sklearn"):
+        assert len(r[name]["fit_epoch_times"]) == 2
+        assert r[name]["s_per_epoch"] == pytest.approx(np.median(r[name]["fit_epoch_times"]))
+        assert math.isfinite(r[name]["final_loss"])
+    assert r["speedup"] == pytest.approx(r["sklearn"]["s_per_epoch"] / r["fastmlp"]["s_per_epoch"])
+    assert r["met"] == (r["speedup"] >= bench_sklearn.SPEEDUP_TARGET)
+    # the same net, data, initial weights and updates (shuffles differ): similar losses
+    assert r["fastmlp"]["final_loss"] == pytest.approx(r["sklearn"]["final_loss"], rel=0.2)
+    assert "| W2 via the estimators" in bench_sklearn.format_result(r)

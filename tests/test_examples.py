@@ -15,6 +15,7 @@ CASES = {
                              "activations_tanh_sigma0.01.png", "eggholder.png"],
                             "## (c) Dying ReLU networks"),
     "fashion_curves": (["learning_curves.png"], "## Model summaries"),
+    "sklearn_and_dask": (["val_score_vs_alpha.png"], "## Grid search"),
 }
 
 
@@ -27,6 +28,8 @@ def load(name):
 
 @pytest.mark.parametrize("name", sorted(CASES))
 def test_example_smoke(name, tmp_path, capsys):
+    if name == "sklearn_and_dask":
+        pytest.importorskip("sklearn")
     out = tmp_path / name
     load(name).main(["--smoke", "--out", str(out)])
     figures, marker = CASES[name]
