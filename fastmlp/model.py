@@ -11,6 +11,7 @@ from .kernels import loop
 from .kernels.optim import Hyper, reduce_gradients
 from .kernels.tile_gemm import link_gemm
 from .layers import Layer
+from .losses import LossSpec, get_loss
 from .optimizers import SGD, Optimizer
 from .schedules import as_schedule
 from .plan import compile_layers
@@ -66,7 +67,12 @@ class Sequential:
         self.layers = []
         for layer in layers or []:
             self.add(layer)
-        self.seed = seed
+        self.seed = V.check_seed(seed)
+        if loss is not None and not isinstance(loss, (str, LossSpec)):
+            raise TypeError(f"loss must be None, a loss name such as 'mse' or a LossSpec, "
+                            f"got {loss!r}")
+        if isinstance(loss, str):
+            get_loss(loss)   # an unknown name fails here, not at the first fit
         self.loss = loss
         self.optimizer = None
         self.opt_state = None
@@ -75,7 +81,11 @@ class Sequential:
         self.stop_training = False
         self.opt_step = 0     # updates made by the current optimizer (schedule, bias correction)
         self.step = 0         # all updates made to this model
-        self.epochs_done = 0
+        self.epochs_done = 0  # whole epochs
+        # updates made in epoch epochs_done + 1 by a fit stopped inside it (Ctrl-C, a
+        # divergence); the next fit on the same data finishes that epoch first
+        self.steps_into_epoch = 0
+        self._partial_epoch = None  # that run's n_samples, batch_size, shuffle, seed, records
         self.l2 = 0.0
         self.l1 = 0.0
         self.history = None
@@ -100,6 +110,7 @@ class Sequential:
         else fresh entropy, recorded in `self.seed`) makes this reproducible.
         """
         n_features = V.check_int(n_features, "n_features", 1)
+        seed = V.check_seed(seed)
         self.plan = compile_layers(self.layers, n_features, self.loss)
         self.n_features = n_features
         if seed is None:
@@ -156,10 +167,9 @@ class Sequential:
         for k, (w, e) in enumerate(zip(weights, entries)):
             w = np.asarray(w)
             if w.shape != e.shape:
-                raise ValueError(f"array {k} ({e.name} of layer {e.layer}) must have shape "
+                raise ValueError(f"weights[{k}] ({e.name} of layer {e.layer}) must have shape "
                                  f"{e.shape}, got {w.shape}")
-            if not np.all(np.isfinite(w)):
-                raise ValueError(f"array {k} ({e.name} of layer {e.layer}) has NaN or inf")
+            V.check_array_values(w, f"weights[{k}] ({e.name} of layer {e.layer})", self.dtype)
             arrays.append(w)
         for w, e in zip(arrays, entries):
             self._view(e)[...] = w
@@ -188,6 +198,11 @@ class Sequential:
         """What training changes, as run_batches takes it (kernels/loop.State); grads
         (n_chunks, n_params): the per-chunk gradient buffers of this run."""
         return loop.State(self.params, grads, self.opt_state, self.opt_scalars, self.bn_run)
+
+    def _clear_partial_epoch(self):
+        """Forget an unfinished epoch (the next fit starts a new one)."""
+        self.steps_into_epoch = 0
+        self._partial_epoch = None
 
     # ---------------------------------------------------------------- workspaces
     def _workspace(self, purpose, batch_size, n_chunks):
@@ -257,6 +272,9 @@ class Sequential:
         targets (n, n_outputs) (mse, binary cross-entropy), labels in {-1, +1}
         (hinge, perceptron). l2 defaults to the value of the last fit.
         """
+        batch_size = V.check_int(batch_size, "batch_size", 1)
+        if l2 is not None:
+            l2 = V.check_number(l2, "l2", 0.0)
         X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
             return self._evaluate_arrays(X, y, T, batch_size, n, l2)
@@ -271,6 +289,7 @@ class Sequential:
         """Outputs (n, n_outputs) in the model dtype, evaluation mode: class probabilities
         for cross-entropy, sigmoid probabilities for binary cross-entropy, the output
         values otherwise."""
+        batch_size = V.check_int(batch_size, "batch_size", 1)
         X, y, T = self._prepare(X)
         with compute_threads(n_threads) as n:
             return self._run_eval(X, y, T, min(batch_size, X.shape[0]), n, True)[2]
@@ -314,6 +333,7 @@ class Sequential:
         (seed, step) (what compute_gradients differentiates); running statistics
         are not updated.
         """
+        l2, l1 = V.check_number(l2, "l2", 0.0), V.check_number(l1, "l1", 0.0)
         X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
             loss, metric, _ = self._run_eval(X, y, T, X.shape[0], n, False, training)
@@ -322,6 +342,7 @@ class Sequential:
     def compute_gradients(self, X, y, l2=0.0, n_threads=None, l1=0.0):
         """Gradients of compute_loss(X, y, l2, l1=l1) wrt every array of get_weights (same
         order); the L1 term contributes l1 * sign(W) (sign(0) = 0)."""
+        l2, l1 = V.check_number(l2, "l2", 0.0), V.check_number(l1, "l1", 0.0)
         X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
             n = min(n, X.shape[0])
@@ -373,7 +394,12 @@ class Sequential:
         epochs defaults to 1 otherwise. callbacks: list of fastmlp.callbacks objects.
         checkpoint: a path; the model (weights, optimizer state, counters, history)
         is saved there atomically every `checkpoint_every` epochs and at the end, so
-        fm.load(path).fit(...) continues exactly as the uninterrupted run would.
+        fm.load(path).fit(...) continues exactly as the uninterrupted run would. A fit
+        stopped inside an epoch (Ctrl-C) leaves model.steps_into_epoch > 0; the next fit
+        with the same data and batch size finishes that epoch first (it counts as one of
+        `epochs`), with the interrupted run's seed when seed is None.
+        Every argument is checked before the model changes: a call that raises leaves
+        the model as it was.
         augment: a fastmlp.Augment applied to each training batch in compiled code.
         n_threads: the row chunks of each step, run on that many of Numba's threads;
         None: fm.get_num_threads() chunks, each compiled call run on all threads or
@@ -381,34 +407,24 @@ class Sequential:
         only on the chunks.
         Returns a History (also kept as self.history).
         """
-        if n_threads is not None:
-            check_thread_count(n_threads)
-        if epochs is not None:
-            epochs = V.check_int(epochs, "epochs", 0)
-        batch_size = V.check_int(batch_size, "batch_size", 1)
-        for name, value in (("l2", l2), ("l1", l1)):
-            if value is not None and not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if augment is not None and not isinstance(augment, Augment):
-            raise ValueError(f"augment must be a fastmlp.Augment, got {augment!r}")
-        callbacks = list(callbacks or [])
-        if checkpoint is not None:
-            from .callbacks import ModelCheckpoint
-            callbacks.append(ModelCheckpoint(checkpoint, every=checkpoint_every))
-        if not self.built:
-            X = V.check_features(X, self.dtype)
-            self.build(X.shape[1], seed if self.seed is None else None)
-        data, val = self._fit_data(X, y, validation_data, validation_split)
-        optimizer = self._optimizer_for(optimizer)
-        sched = optimizer.schedule if schedule is None else as_schedule(schedule)
-        epochs, total_updates = _training_length(epochs, cycles, sched, data[0].shape[0],
-                                                 batch_size)
+        snapshot = dict(vars(self))
+        try:
+            (data, val, optimizer, sched, epochs, total_updates, batch_size, shuffle, seed,
+             callbacks) = self._check_fit(
+                X, y, epochs, batch_size, optimizer, l2, l1, validation_data,
+                validation_split, shuffle, seed, verbose, n_threads, schedule, cycles, callbacks,
+                checkpoint, checkpoint_every, augment)
+        except BaseException:
+            # a failed check leaves the model as it was (an unbuilt model stays unbuilt)
+            vars(self).clear()
+            vars(self).update(snapshot)
+            raise
         # everything is checked: from here on the model changes
         self._set_optimizer(optimizer)
         optimizer.schedule = sched
         self.l2 = self.l2 if l2 is None else float(l2)
         self.l1 = self.l1 if l1 is None else float(l1)
-        shuffle_seed = self.seed if seed is None else seed
+        shuffle_seed = seed
         history = History({"epochs": epochs, "batch_size": batch_size, "l2": self.l2, "l1": self.l1,
                            "shuffle": bool(shuffle), "augment": repr(augment) if augment else None,
                            "optimizer": repr(self.optimizer), "n_samples": data[0].shape[0],
@@ -422,13 +438,65 @@ class Sequential:
                   n_threads, history, total_updates, callbacks, augment, adaptive)
         return history
 
+    def _check_fit(self, X, y, epochs, batch_size, optimizer, l2, l1, validation_data,
+                   validation_split, shuffle, seed, verbose, n_threads, schedule, cycles,
+                   callbacks, checkpoint, checkpoint_every, augment):
+        """fit's arguments, all checked (ValueError / TypeError naming the argument);
+        builds an unbuilt model (fit restores it when a check fails). Returns (data, val,
+        optimizer, schedule, epochs, total updates or None, batch_size, shuffle, the
+        seed of shuffling and dropout, callbacks)."""
+        from .callbacks import Callback, ModelCheckpoint
+        if n_threads is not None:
+            check_thread_count(n_threads)
+        if epochs is not None:
+            epochs = V.check_int(epochs, "epochs", 0)
+        batch_size = V.check_int(batch_size, "batch_size", 1)
+        for name, value in (("l2", l2), ("l1", l1)):
+            if value is not None:
+                V.check_number(value, name, 0.0)
+        if augment is not None and not isinstance(augment, Augment):
+            raise ValueError(f"augment must be a fastmlp.Augment, got {augment!r}")
+        shuffle = V.check_flag(shuffle, "shuffle")
+        V.check_seed(seed)
+        if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)):
+            raise ValueError(f"verbose must be an integer (0: silent, 1: progress bar), "
+                             f"got {verbose!r}")
+        if cycles is not None:
+            V.check_number(cycles, "cycles", 0.0, 1e9, above=True)
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list of fastmlp callbacks, got {callbacks!r}")
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must hold fastmlp.callbacks.Callback objects, "
+                                f"got {cb!r}")
+        if checkpoint is not None:
+            _check_checkpoint_path(checkpoint)
+            callbacks.append(ModelCheckpoint(checkpoint, every=V.check_count(
+                checkpoint_every, "checkpoint_every", 1)))
+        if not self.built:
+            X = V.check_features(X, self.dtype)
+            self.build(X.shape[1], seed if self.seed is None else None)
+        data, val = self._fit_data(X, y, validation_data, validation_split)
+        optimizer = self._optimizer_for(optimizer)
+        sched = optimizer.schedule if schedule is None else as_schedule(schedule)
+        epochs, total_updates = _training_length(epochs, cycles, sched, data[0].shape[0],
+                                                 batch_size)
+        if seed is None:
+            # finishing an epoch that an interrupted fit left: that fit's seed
+            pending = self._partial_epoch if self.steps_into_epoch else None
+            seed = self.seed if pending is None else pending["seed"]
+        return (data, val, optimizer, sched, epochs, total_updates, batch_size, shuffle, seed,
+                callbacks)
+
     def _fit_data(self, X, y, validation_data, validation_split):
         """Checked training arrays (X, y, T) and validation arrays (or None)."""
+        V.check_number(validation_split, "validation_split", 0.0)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         X, y, T = self._prepare(X, y)
         if validation_data is not None:
-            if len(validation_data) != 2:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             return (X, y, T), self._prepare(*validation_data)
         if validation_split > 0:
@@ -474,6 +542,19 @@ class Sequential:
         """Save the whole model as one .npz file (see fastmlp.persistence); fm.load(path) reads it."""
         from .persistence import save_model
         return save_model(self, path)
+
+
+def _check_checkpoint_path(path):
+    """A checkpoint path: a str or os.PathLike in an existing folder, not a folder itself."""
+    import os
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path (str or os.PathLike), got {path!r}")
+    path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(f"checkpoint must be a text path, got {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not path or os.path.isdir(path) or not os.path.isdir(folder):
+        raise ValueError(f"checkpoint={path!r}: not a file path in an existing folder")
 
 
 def _training_length(epochs, cycles, schedule, n_samples, batch_size):

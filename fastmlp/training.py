@@ -2,6 +2,7 @@
 import signal
 import threading
 import time
+import warnings
 
 import numba
 import numpy as np
@@ -98,8 +99,9 @@ class EpochRunner:
         m.opt_step += ran
         return ran, k
 
-    def run_epoch(self, order, n_steps, chunk, progress, stop, history, epoch):
-        """Up to n_steps updates in compiled chunks of `chunk`; returns the number done.
+    def run_epoch(self, order, start, n_steps, chunk, progress, stop, history, epoch):
+        """Up to n_steps updates from step `start` of the epoch, in compiled chunks of
+        `chunk`; returns the number done.
 
         Stops early when Ctrl-C was pressed; raises DivergenceError on a NaN/inf loss.
         """
@@ -107,24 +109,64 @@ class EpochRunner:
         try:
             while done < n_steps and not stop.requested:
                 k = min(chunk, n_steps - done)
-                ran, k = self.run_steps(order, done, k)
+                ran, k = self.run_steps(order, start + done, k)
                 done += ran
-                progress.update(ran, loss=float(np.mean(self.step_loss[:done])) if done else None)
+                progress.update(ran, loss=(float(np.mean(self.step_loss[start:start + done]))
+                                           if done else None))
                 if ran < k:
                     m = self.model
                     raise DivergenceError(
                         f"training diverged: the loss became NaN or inf at update {m.step + 1} "
-                        f"(epoch {epoch + 1}, step {done + 1}); the weights are kept at their "
-                        f"last finite values. Try a smaller learning rate, a smaller l2, or "
-                        f"batch normalisation.", history)
+                        f"(epoch {epoch + 1}, step {start + done + 1}); the weights are kept at "
+                        f"their last finite values. Try a smaller learning rate, a smaller l2, "
+                        f"or batch normalisation.", history)
         finally:
-            metric = self.step_metric[:done]
+            part = slice(start, start + done)
+            metric = self.step_metric[part]
             if self.metric == "rmse":  # the kernel reports each update's mean squared error
                 metric = np.sqrt(metric)
             history.steps.setdefault(self.metric, []).extend(metric.tolist())
-            history.steps["loss"].extend(self.step_loss[:done].tolist())
-            history.steps["lr"].extend(self.step_lr[:done].tolist())
+            history.steps["loss"].extend(self.step_loss[part].tolist())
+            history.steps["lr"].extend(self.step_lr[part].tolist())
         return done
+
+    def resume_point(self, shuffle, seed):
+        """Updates already made in epoch model.epochs_done by an interrupted run of the same
+        data size, batch size, shuffling and seed (0 when there are none); their per-update
+        records are put back so that the epoch's metrics cover all of its updates."""
+        m = self.model
+        pending = m._partial_epoch
+        if not m.steps_into_epoch or pending is None:
+            return 0
+        same = (pending["n_samples"] == self.n and pending["batch_size"] == self.bs
+                and pending["shuffle"] == bool(shuffle) and pending["seed"] == seed
+                and m.steps_into_epoch < self.steps_per_epoch)
+        if not same:
+            warnings.warn(
+                f"the model stopped after {m.steps_into_epoch} updates of epoch "
+                f"{m.epochs_done + 1} of a run with {pending['n_samples']} samples, batch size "
+                f"{pending['batch_size']}, shuffle={pending['shuffle']}, seed={pending['seed']}; "
+                f"this fit differs ({self.n}, {self.bs}, {bool(shuffle)}, {seed}), so it "
+                f"starts a new epoch instead of finishing that one", stacklevel=4)
+            m._clear_partial_epoch()
+            return 0
+        start = m.steps_into_epoch
+        for name, records in (("loss", self.step_loss), ("metric", self.step_metric),
+                              ("lr", self.step_lr)):
+            records[:start] = pending[name]
+        return start
+
+    def keep_partial(self, steps, shuffle, seed):
+        """Record on the model that epoch model.epochs_done stopped after `steps` updates
+        (position, the run that shuffled it, and the updates' records)."""
+        if steps == 0:
+            self.model._clear_partial_epoch()
+            return
+        self.model.steps_into_epoch = steps
+        self.model._partial_epoch = {
+            "n_samples": self.n, "batch_size": self.bs, "shuffle": bool(shuffle), "seed": seed,
+            "loss": self.step_loss[:steps].copy(), "metric": self.step_metric[:steps].copy(),
+            "lr": self.step_lr[:steps].copy()}
 
     def epoch_metrics(self, done):
         """Size-weighted means over the epoch's `done` updates: loss and accuracy (or RMSE,
@@ -152,7 +194,10 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
     with CompileNotice(verbose):   # a cold cache compiles here (one signature for all modes)
         run = EpochRunner(model, data, batch_size, n_threads, seed, augment, adaptive_threads)
         history.initial = model._metrics(data, val, run.n_chunks)
-    remaining = epochs * run.steps_per_epoch if total_updates is None else total_updates
+    # an epoch that an earlier fit left unfinished is finished first (counted in `epochs`)
+    start = run.resume_point(shuffle, seed)
+    remaining = (max(epochs * run.steps_per_epoch - start, 0) if total_updates is None
+                 else total_updates)
     # ~20 compiled calls per epoch when verbose (progress updates) or when the thread
     # count follows the load (a choice per call); one per epoch otherwise
     chunk = (max(1, run.steps_per_epoch // 20) if verbose or run.threads.adaptive
@@ -169,12 +214,22 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
                 t0 = time.perf_counter()
                 order = (np.random.default_rng([seed, epoch]).permutation(run.n) if shuffle
                          else np.arange(run.n))
-                todo = min(run.steps_per_epoch, remaining)
-                done = run.run_epoch(order, todo, chunk, progress, stop, history, epoch)
+                todo = min(run.steps_per_epoch - start, remaining)
+                step_before = model.step
+                try:
+                    done = run.run_epoch(order, start, todo, chunk, progress, stop, history,
+                                         epoch)
+                except DivergenceError:
+                    if model.step > step_before:  # the updates before the failing one count
+                        run.keep_partial(start + model.step - step_before, shuffle, seed)
+                    raise
                 remaining -= done
-                if done < todo:  # interrupted mid-epoch
+                if done < todo:  # interrupted mid-epoch: a later fit finishes this epoch
+                    run.keep_partial(start + done, shuffle, seed)
                     break
-                metrics = run.epoch_metrics(done)
+                model._clear_partial_epoch()
+                metrics = run.epoch_metrics(start + done)
+                start = 0
                 if val is not None:
                     metrics.update({"val_" + k: v for k, v in
                                     model._evaluate_arrays(*val, 1024, run.n_chunks).items()})
