@@ -2,10 +2,12 @@
 step counters and history) as ONE .npz file with no pickled objects.
 
 The file holds plain arrays (`params`, `bn_run`, `opt_state`, `opt_scalars`, the
-history's per-update lists as `history.steps.<key>`) and `config`: a JSON string
-with everything else. `np.load(path, allow_pickle=False)` reads it. Files are
-written atomically (temporary file in the same folder, then os.replace), so a
-failed save never leaves a half-written file in place of a good one.
+history's per-update lists as `history.steps.<key>`, an unfinished epoch's
+per-update records as `epoch_in_progress.<loss|metric|lr>`) and `config`: a JSON
+string with everything else. `np.load(path, allow_pickle=False)` reads it. Files
+are written atomically (temporary file in the same folder, then os.replace), so a
+failed save never leaves a half-written file in place of a good one; a save also
+removes the temporary files that killed earlier saves of the same path left.
 """
 import json
 import os
@@ -120,11 +122,48 @@ def save_model(model, path):
     return path
 
 
+def _temp_prefix(path):
+    return f".{os.path.basename(path)}."
+
+
+def _remove_stale_temps(path):
+    """Delete temporary files of earlier saves of `path` whose process is gone (a save
+    killed before its rename); a live process's file (its pid is in the name) stays."""
+    folder = os.path.dirname(os.path.abspath(path))
+    prefix = _temp_prefix(path)
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return
+    for name in names:
+        if not (name.startswith(prefix) and name.endswith(".tmp")):
+            continue
+        pid = name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit():
+            continue
+        if int(pid) != os.getpid():
+            try:
+                os.kill(int(pid), 0)
+                continue          # still running: maybe saving right now
+            except ProcessLookupError:
+                pass
+            except OSError:       # exists but belongs to someone else
+                continue
+        try:
+            os.unlink(os.path.join(folder, name))
+        except OSError:
+            pass
+
+
 def _atomic_savez(path, arrays):
-    """np.savez into a temporary file beside `path`, then os.replace (never half a file)."""
+    """np.savez into a temporary file beside `path` (named after it and this process's
+    id), then os.replace (never half a file). Temporary files left by earlier saves of
+    the same path that were killed are removed first."""
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=folder)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{_temp_prefix(path)}{os.getpid()}.", suffix=".tmp",
+                               dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **arrays)
