@@ -60,11 +60,16 @@ class Sequential:
     """
 
     def __init__(self, layers=None, dtype=np.float32, seed=None, loss=None):
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         self.built = False
         self.layers = []
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            raise TypeError(f"layers must be a list of fastmlp layers, got {layers!r}")
         for layer in layers or []:
             self.add(layer)
         self.seed = V.check_seed(seed)
@@ -277,7 +282,10 @@ class Sequential:
             l2 = V.check_number(l2, "l2", 0.0)
         X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
-            return self._evaluate_arrays(X, y, T, batch_size, n, l2)
+            scores = self._evaluate_arrays(X, y, T, batch_size, n, l2)
+        if not np.isfinite(scores["loss"]):
+            _overflow(X, "the loss")
+        return scores
 
     def _evaluate_arrays(self, X, y, T, batch_size, n_chunks, l2=None):
         bs = min(batch_size, X.shape[0])
@@ -292,7 +300,10 @@ class Sequential:
         batch_size = V.check_int(batch_size, "batch_size", 1)
         X, y, T = self._prepare(X)
         with compute_threads(n_threads) as n:
-            return self._run_eval(X, y, T, min(batch_size, X.shape[0]), n, True)[2]
+            out = self._run_eval(X, y, T, min(batch_size, X.shape[0]), n, True)[2]
+        if not np.all(np.isfinite(out)):
+            _overflow(X, "the outputs")
+        return out
 
     def layer_outputs(self, X, training=False, n_threads=None):
         """Outputs of the layers for X (n, n_features) run as one batch.
@@ -542,6 +553,13 @@ class Sequential:
         """Save the whole model as one .npz file (see fastmlp.persistence); fm.load(path) reads it."""
         from .persistence import save_model
         return save_model(self, path)
+
+
+def _overflow(X, what):
+    """ValueError for finite inputs whose forward pass overflows the model's dtype."""
+    raise ValueError(f"X: {what} of the model are NaN or inf for these inputs (max |X| = "
+                     f"{float(np.max(np.abs(X))):.3g}): values this large overflow the "
+                     f"{X.dtype.name} arithmetic; scale the inputs (fastmlp.preprocess)")
 
 
 def _check_checkpoint_path(path):
