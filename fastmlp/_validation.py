@@ -1,4 +1,5 @@
 """Input checks run before any work starts; each error names the problem."""
+import math
 import numbers
 
 import numpy as np
@@ -29,6 +30,7 @@ def check_int(value, name, minimum):
 
 FLOAT32_MAX = float(np.finfo(np.float32).max)
 SEED_LIMIT = 2 ** 63   # seeds travel to the kernels as int64
+MAX_WIDTH = 2 ** 31 - 1  # layer widths and feature counts (the plan's int64 offsets)
 
 
 def check_count(value, name, minimum):
@@ -36,7 +38,11 @@ def check_count(value, name, minimum):
     otherwise (also for inf and NaN, which int() would turn into OverflowError)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    if not (np.isfinite(value) and value == int(value) and value >= minimum):
+    if isinstance(value, numbers.Integral):
+        ok = value >= minimum
+    else:
+        ok = math.isfinite(value) and value == int(value) and value >= minimum
+    if not ok:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
 
@@ -47,7 +53,10 @@ def check_number(value, name, minimum=None, maximum=FLOAT32_MAX, above=False):
     kernels); ValueError naming `name` otherwise."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
-    value = float(value)
+    try:
+        value = float(value)
+    except OverflowError:   # an int beyond float64
+        value = math.inf
     low_ok = minimum is None or (value > minimum if above else value >= minimum)
     if not (np.isfinite(value) and low_ok and value <= maximum and value >= -FLOAT32_MAX):
         bound = "" if minimum is None else f" {'>' if above else '>='} {minimum}"

@@ -39,6 +39,8 @@ class Dense(Layer):
     def __init__(self, units, activation=None, init="he_normal", sigma=None, l2=None, l1=None,
                  limit=None, bias=0.0):
         units = V.check_count(units, "Dense units", 1)
+        if units > V.MAX_WIDTH:
+            raise ValueError(f"Dense units must be <= {V.MAX_WIDTH}, got {units}")
         get_initializer(init)
         if init == "normal" and sigma is None:
             raise ValueError(f"Dense(init='normal') needs sigma > 0, got sigma={sigma!r}")

@@ -115,8 +115,18 @@ class Sequential:
         else fresh entropy, recorded in `self.seed`) makes this reproducible.
         """
         n_features = V.check_int(n_features, "n_features", 1)
+        if n_features > V.MAX_WIDTH:
+            raise ValueError(f"n_features must be <= {V.MAX_WIDTH}, got {n_features}")
         seed = V.check_seed(seed)
-        self.plan = compile_layers(self.layers, n_features, self.loss)
+        plan = compile_layers(self.layers, n_features, self.loss)
+        try:
+            params = np.zeros(plan.n_params, self.dtype)
+        except MemoryError:
+            raise ValueError(f"the model needs {plan.n_params:,} parameters "
+                             f"({plan.n_params * self.dtype.itemsize / 2 ** 30:.3g} GiB), more "
+                             f"than this machine can allocate: fewer Dense units or "
+                             f"n_features") from None
+        self.plan = plan
         self.n_features = n_features
         if seed is None:
             seed = self.seed
@@ -124,7 +134,7 @@ class Sequential:
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         self.seed = seed
         rng = np.random.default_rng(seed)
-        self.params = np.zeros(self.plan.n_params, self.dtype)
+        self.params = params
         for e in self.plan.entries:
             view = self._view(e)
             if e.name == "W":
