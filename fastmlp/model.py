@@ -479,7 +479,7 @@ class Sequential:
             raise ValueError(f"augment must be a fastmlp.Augment, got {augment!r}")
         shuffle = V.check_flag(shuffle, "shuffle")
         V.check_seed(seed)
-        if isinstance(verbose, bool) or not isinstance(verbose, (int, np.integer)):
+        if not isinstance(verbose, (bool, int, np.integer)):
             raise ValueError(f"verbose must be an integer (0: silent, 1: progress bar), "
                              f"got {verbose!r}")
         if cycles is not None:
