@@ -1,5 +1,6 @@
 """Input checks run before any work starts; each error names the problem. Inputs that
 are valid but look unscaled get a warning (InputScaleWarning)."""
+import math
 import numbers
 
 import numpy as np
@@ -65,6 +66,78 @@ def check_int(value, name, minimum):
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return int(value)
+
+
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+SEED_LIMIT = 2 ** 63   # seeds travel to the kernels as int64
+MAX_WIDTH = 2 ** 31 - 1  # layer widths and feature counts (the plan's int64 offsets)
+
+
+def check_count(value, name, minimum):
+    """value as int from an integer or an integral float (10.0), >= minimum; ValueError
+    otherwise (also for inf and NaN, which int() would turn into OverflowError)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    if isinstance(value, numbers.Integral):
+        ok = value >= minimum
+    else:
+        ok = math.isfinite(value) and value == int(value) and value >= minimum
+    if not ok:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_number(value, name, minimum=None, maximum=FLOAT32_MAX, above=False):
+    """value as float: a real number, finite, >= minimum (> minimum when `above`) and
+    <= maximum (by default the largest float32, so that it cannot overflow in the
+    kernels); ValueError naming `name` otherwise."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"{name} must be a real number, got {value!r}")
+    try:
+        value = float(value)
+    except OverflowError:   # an int beyond float64
+        value = math.inf
+    low_ok = minimum is None or (value > minimum if above else value >= minimum)
+    if not (np.isfinite(value) and low_ok and value <= maximum and value >= -FLOAT32_MAX):
+        bound = "" if minimum is None else f" {'>' if above else '>='} {minimum}"
+        raise ValueError(f"{name} must be a finite number{bound} and <= {maximum:.4g}, "
+                         f"got {value!r}")
+    return value
+
+
+def check_seed(seed, name="seed"):
+    """None or an integer in [0, 2**63); ValueError naming `name` otherwise."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not (
+            0 <= seed < SEED_LIMIT):
+        raise ValueError(f"{name} must be None or an integer in [0, 2**63), got {seed!r}")
+    return int(seed)
+
+
+def check_flag(value, name):
+    """value as bool from a bool or the integers 0 / 1; ValueError otherwise."""
+    if isinstance(value, (bool, np.bool_)) or (isinstance(value, numbers.Integral)
+                                               and value in (0, 1)):
+        return bool(value)
+    raise ValueError(f"{name} must be True or False, got {value!r}")
+
+
+def check_array_values(w, name, dtype):
+    """A numeric array whose values fit `dtype` (finite, and within float32's range when
+    dtype is float32); ValueError naming `name` otherwise."""
+    if w.dtype.kind not in "biuf":
+        raise ValueError(f"{name} must be numeric, got dtype {w.dtype}")
+    if w.dtype.kind == "f":
+        if not np.all(np.isfinite(w)):
+            raise ValueError(f"{name} has NaN or inf")
+        limit = float(np.finfo(dtype).max)
+        if w.size and float(np.max(np.abs(w))) > limit:
+            raise ValueError(f"{name} has values beyond the range of {np.dtype(dtype).name} "
+                             f"(|x| > {limit:.4g})")
+    elif w.size and np.dtype(dtype) == np.float32 and float(np.max(np.abs(
+            w.astype(np.float64)))) > FLOAT32_MAX:
+        raise ValueError(f"{name} has values beyond the range of float32")
 
 
 def check_features(X, dtype, n_features=None, name="X"):

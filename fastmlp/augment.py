@@ -1,6 +1,7 @@
 """Input augmentation for training batches (applied in the compiled loop)."""
 import numpy as np
 
+from . import _validation as V
 from .kernels.augment import N_AUG
 
 
@@ -19,17 +20,20 @@ class Augment:
 
     def __init__(self, noise_std=0.0, salt_pepper=0.0, shift=0, rotate=0.0, flip=False,
                  image_shape=None, pepper=None, salt=None):
-        if not (np.isfinite(noise_std) and noise_std >= 0):
-            raise ValueError(f"noise_std must be a finite number >= 0, got {noise_std!r}")
-        if not 0.0 <= salt_pepper < 1.0:
+        V.check_number(noise_std, "noise_std", 0.0)
+        if not 0.0 <= V.check_number(salt_pepper, "salt_pepper", 0.0) < 1.0:
             raise ValueError(f"salt_pepper must be in [0, 1), got {salt_pepper!r}")
-        if int(shift) != shift or shift < 0:
-            raise ValueError(f"shift must be an integer >= 0, got {shift!r}")
-        if not (0.0 <= rotate <= 180.0):
-            raise ValueError(f"rotate must be in [0, 180] degrees, got {rotate!r}")
+        shift = V.check_count(shift, "shift", 0)
+        rotate = V.check_number(rotate, "rotate (degrees)", 0.0, 180.0)
+        for name, value in (("pepper", pepper), ("salt", salt)):
+            if value is not None:
+                V.check_number(value, name)
         geometric = shift > 0 or rotate > 0 or flip
         if image_shape is not None:
-            image_shape = tuple(int(v) for v in image_shape)
+            if not isinstance(image_shape, (tuple, list)):
+                raise ValueError(f"image_shape must be (height, width) or (channels, height, "
+                                 f"width), got {image_shape!r}")
+            image_shape = tuple(V.check_count(v, "image_shape", 1) for v in image_shape)
             if len(image_shape) == 2:
                 image_shape = (1,) + image_shape
             if len(image_shape) != 3 or min(image_shape) < 1:

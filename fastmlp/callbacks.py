@@ -6,6 +6,8 @@ optimizer's schedule, applied inside the compiled loop).
 """
 import numpy as np
 
+from . import _validation as V
+
 
 class Callback:
     def on_train_begin(self, model):
@@ -20,16 +22,16 @@ class Callback:
 
 class _Monitor(Callback):
     def __init__(self, monitor, mode, min_delta, patience):
+        if not isinstance(monitor, str):
+            raise TypeError(f"monitor must be a metric name such as 'val_loss', got {monitor!r}")
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"mode must be 'auto', 'min' or 'max', got {mode!r}")
         if mode == "auto":
             mode = "max" if "acc" in monitor else "min"
-        if not min_delta >= 0:
-            raise ValueError(f"min_delta must be >= 0, got {min_delta!r}")
-        if int(patience) != patience or patience < 0:
-            raise ValueError(f"patience must be an integer >= 0, got {patience!r}")
+        min_delta = V.check_number(min_delta, "min_delta", 0.0)
+        patience = V.check_count(patience, "patience", 0)
         self.monitor, self.mode = monitor, mode
-        self.min_delta, self.patience = float(min_delta), int(patience)
+        self.min_delta, self.patience = min_delta, patience
         self.best, self.wait = None, 0
 
     def _value(self, logs):
@@ -55,13 +57,12 @@ class ReduceLROnPlateau(_Monitor):
     def __init__(self, monitor="val_loss", factor=0.1, patience=10, min_delta=1e-4, cooldown=0,
                  min_scale=0.0, mode="auto"):
         super().__init__(monitor, mode, min_delta, patience)
-        if not 0.0 < factor < 1.0:
+        factor = V.check_number(factor, "factor", 0.0, above=True)
+        if not factor < 1.0:
             raise ValueError(f"factor must be in (0, 1), got {factor!r}")
-        if int(cooldown) != cooldown or cooldown < 0:
-            raise ValueError(f"cooldown must be an integer >= 0, got {cooldown!r}")
-        if not 0.0 <= min_scale <= 1.0:
-            raise ValueError(f"min_scale must be in [0, 1], got {min_scale!r}")
-        self.factor, self.cooldown, self.min_scale = float(factor), int(cooldown), float(min_scale)
+        cooldown = V.check_count(cooldown, "cooldown", 0)
+        min_scale = V.check_number(min_scale, "min_scale", 0.0, 1.0)
+        self.factor, self.cooldown, self.min_scale = factor, cooldown, min_scale
         self._cool = 0
 
     def on_train_begin(self, model):
@@ -118,6 +119,8 @@ class LambdaCallback(Callback):
     """on_epoch_end(model, epoch, logs) from a plain function; return True to stop training."""
 
     def __init__(self, on_epoch_end):
+        if not callable(on_epoch_end):
+            raise TypeError(f"on_epoch_end must be callable, got {on_epoch_end!r}")
         self._fn = on_epoch_end
 
     def on_epoch_end(self, model, epoch, logs):
@@ -131,9 +134,7 @@ class ModelCheckpoint(Callback):
     `fit(checkpoint=path)` adds one."""
 
     def __init__(self, path, every=1):
-        if int(every) != every or every < 1:
-            raise ValueError(f"checkpoint_every must be an integer >= 1, got {every!r}")
-        self.path, self.every = path, int(every)
+        self.path, self.every = path, V.check_count(every, "checkpoint_every", 1)
         self._saved_at = None
 
     def on_epoch_end(self, model, epoch, logs):

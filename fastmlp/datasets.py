@@ -1,5 +1,10 @@
 """Dataset loaders: MNIST, Fashion-MNIST (IDX files) and CIFAR-10 (python pickles).
 
+CIFAR-10 batches are pickles: they are read with a restricted unpickler that accepts only
+NumPy arrays, lists and basic types (dicts, bytes, strings, numbers) and refuses every
+other class. Sizes declared by a file (IDX dimensions, CIFAR label counts) are checked
+against the file before anything is allocated; malformed files raise ``ValueError``.
+
 All loaders return NumPy arrays: images as ``uint8`` and labels as ``int64``.
 ``load_mnist()`` with no arguments loads the MNIST subset bundled with the package
 (8,000 train / 2,000 test digits, see ``fastmlp/data/README.md``).  With
@@ -97,8 +102,9 @@ def read_idx(filename) -> np.ndarray:
     Returns an array of shape given by the header dims (e.g. ``(n, 28, 28)`` ``uint8`` for
     image files, magic 2051, or ``(n,)`` ``uint8`` for label files, magic 2049) in native
     byte order.  Raises ``ValueError`` naming the file when it is not a valid IDX file:
-    bad gzip stream, wrong magic number, unknown dtype code, or a payload whose length
-    differs from the product of the dimensions (truncated file or trailing bytes).
+    bad gzip stream, wrong magic number, unknown dtype code, a zero-length dimension, or a
+    payload whose length differs from the product of the dimensions (truncated file or
+    trailing bytes); the sizes are checked before the array is allocated.
     """
     path = Path(filename)
     with open(path, "rb") as raw:
@@ -118,6 +124,9 @@ def read_idx(filename) -> np.ndarray:
             if len(dims_raw) < 4 * ndim:
                 raise ValueError(f"{path}: truncated IDX header (expected {ndim} dimensions)")
             dims = tuple(int(d) for d in np.frombuffer(dims_raw, dtype=">u4"))
+            if 0 in dims:
+                raise ValueError(f"{path}: IDX header has a zero-length dimension {dims} "
+                                 "(an empty or corrupted file)")
             dtype = np.dtype(_IDX_DTYPES[header[2]])
             expected = int(np.prod(dims, dtype=object)) * dtype.itemsize
             what = {3: "pixel data", 1: "label data"}.get(ndim, "data")
@@ -346,17 +355,31 @@ def _load_cifar_batch(path: Path):
     if not isinstance(X, np.ndarray) or X.dtype != np.uint8 or X.ndim != 2 or X.shape[1] != 3072:
         desc = f"{X.dtype} array of shape {X.shape}" if isinstance(X, np.ndarray) else type(X).__name__
         raise ValueError(f"{path}: 'data' must be a uint8 array of shape (n, 3072), got {desc}")
-    try:
-        y = np.asarray(d["labels"])
-    except (ValueError, TypeError) as exc:
-        raise ValueError(f"{path}: 'labels' is not a list of integers ({exc})") from exc
-    if y.ndim != 1 or (y.size and y.dtype.kind not in "iu"):
-        raise ValueError(f"{path}: 'labels' must be a flat list of integers")
-    if len(y) != len(X):
-        raise ValueError(f"{path}: {len(X)} images but {len(y)} labels")
-    if y.size and (y.min() < 0 or y.max() > 9):
-        raise ValueError(f"{path}: labels must lie in 0..9, found {int(y.min())}..{int(y.max())}")
-    return np.ascontiguousarray(X), y.astype(np.int64)
+    y = _cifar_labels(path, d["labels"], len(X))
+    return np.ascontiguousarray(X), y
+
+
+def _cifar_labels(path, labels, n):
+    """The n labels of a batch as int64 (n,), checked BEFORE any array is built from
+    them: a list whose items are lists (or one list referenced many times, which a
+    small pickle can hold) must not turn into a huge array."""
+    if isinstance(labels, np.ndarray):
+        if labels.ndim != 1 or labels.dtype.kind not in "iu":
+            raise ValueError(f"{path}: 'labels' must be a flat list of integers, got a "
+                             f"{labels.dtype} array of shape {labels.shape}")
+    elif isinstance(labels, (list, tuple)):
+        if len(labels) == n and not all(isinstance(v, (int, np.integer))
+                                        and not isinstance(v, bool) for v in labels):
+            raise ValueError(f"{path}: 'labels' must be a flat list of integers")
+    else:
+        raise ValueError(f"{path}: 'labels' must be a list of integers, got "
+                         f"{type(labels).__name__}")
+    if len(labels) != n:
+        raise ValueError(f"{path}: {n} images but {len(labels)} labels")
+    if n and not all(0 <= v <= 9 for v in labels):
+        bad = next(int(v) for v in labels if not 0 <= v <= 9)
+        raise ValueError(f"{path}: labels must lie in 0..9, found {bad}")
+    return np.asarray(labels, dtype=np.int64).reshape(n)
 
 
 def _cifar_dir(path, data_dir) -> Path:
@@ -386,6 +409,9 @@ def load_cifar10(path=None, batches=(1, 2, 3, 4, 5), *, download=False, data_dir
     parent); ``None`` means ``get_data_dir(data_dir) / "cifar-10-batches-py"``.  With
     ``download=True`` the archive is fetched from ``CIFAR10_URL`` if files are missing.
     Raises ``FileNotFoundError`` listing missing batches, ``ValueError`` naming a bad file.
+    The batches are pickles, read with a restricted unpickler that accepts only NumPy
+    arrays, lists and basic types; the labels' structure and count are checked before
+    an array is built from them.
     """
     batches = tuple(batches)
     if not batches or any(not isinstance(b, (int, np.integer)) or not 1 <= b <= 5 for b in batches) \

@@ -2,6 +2,7 @@
 into a plan (fastmlp/plan.py) and owns all arrays."""
 import numpy as np
 
+from . import _validation as V
 from .initializers import get_initializer
 from .kernels import activations as _act
 from ._config import BN_EPS, BN_MOMENTUM
@@ -74,18 +75,26 @@ class Dense(Layer):
 
     def __init__(self, units, activation=None, init="he_normal", sigma=None, l2=None, l1=None,
                  limit=None, bias=0.0, input_shape=None, input_dim=None):
-        if int(units) != units or units < 1:
-            raise ValueError(f"Dense units must be a positive integer, got {units!r}")
+        units = V.check_count(units, "Dense units", 1)
+        if units > V.MAX_WIDTH:
+            raise ValueError(f"Dense units must be <= {V.MAX_WIDTH}, got {units}")
         get_initializer(init)
-        if init == "normal" and (sigma is None or not sigma > 0):
+        if init == "normal" and sigma is None:
             raise ValueError(f"Dense(init='normal') needs sigma > 0, got sigma={sigma!r}")
+        if init == "uniform" and limit is None:
+            raise ValueError(f"Dense(init='uniform') needs limit > 0, got limit={limit!r}")
+        # the initial weights (a few sigma at most) must fit float32
+        spread = V.FLOAT32_MAX / 64
+        if sigma is not None:
+            sigma = V.check_number(sigma, f"Dense(init={init!r}) sigma", 0.0, spread,
+                                   above=True)
+        if limit is not None:
+            limit = V.check_number(limit, f"Dense(init={init!r}) limit", 0.0, V.FLOAT32_MAX,
+                                   above=True)
         if init == "uniform":
-            if limit is None or not limit > 0:
-                raise ValueError(f"Dense(init='uniform') needs limit > 0, got limit={limit!r}")
             sigma = limit  # the spread parameter the initialiser reads
-        if not (isinstance(bias, (int, float)) and abs(bias) < float("inf")):
-            raise ValueError(f"Dense bias must be a finite number (the initial value), got {bias!r}")
-        self.limit, self.bias = limit, float(bias)
+        bias = V.check_number(bias, "Dense bias (the initial value)")
+        self.limit, self.bias = limit, bias
         self.units = int(units)
         self.activation = activation
         if activation is not None and activation != "softmax":
@@ -94,8 +103,8 @@ class Dense(Layer):
         self.init = init
         self.sigma = sigma
         for name, value in (("l2", l2), ("l1", l1)):
-            if value is not None and not (value >= 0 and value < float("inf")):
-                raise ValueError(f"Dense {name} must be a finite number >= 0, got {value!r}")
+            if value is not None:
+                V.check_number(value, f"Dense {name}", 0.0)
         self.l2, self.l1 = l2, l1  # None: use fit's value
     def output_dim(self, n_in):
         return self.units
@@ -134,10 +143,9 @@ class BatchNorm(Layer):
     name = "batchnorm"
 
     def __init__(self, momentum=BN_MOMENTUM, eps=BN_EPS, input_shape=None, input_dim=None):
-        if not 0.0 <= momentum < 1.0:
+        if not 0.0 <= V.check_number(momentum, "BatchNorm momentum", 0.0) < 1.0:
             raise ValueError(f"BatchNorm momentum must be in [0, 1), got {momentum!r}")
-        if not eps > 0:
-            raise ValueError(f"BatchNorm eps must be > 0, got {eps!r}")
+        V.check_number(eps, "BatchNorm eps", 0.0, above=True)
         self.momentum = float(momentum)
         self.eps = float(eps)
         self._declare_input(input_shape, input_dim)
@@ -187,8 +195,7 @@ class LeakyReLU(Activation):
     code = _act.LEAKY_RELU
 
     def __init__(self, alpha=0.01):
-        if not alpha > 0:
-            raise ValueError(f"LeakyReLU alpha must be > 0, got {alpha!r}")
+        V.check_number(alpha, "LeakyReLU alpha", 0.0, above=True)
         self.alpha = float(alpha)
 
     def config(self):
@@ -226,7 +233,8 @@ class Dropout(Layer):
     name = "dropout"
 
     def __init__(self, rate=0.5):
-        if not (isinstance(rate, (int, float)) and 0.0 <= rate < 1.0):
+        if not (isinstance(rate, (int, float)) and not isinstance(rate, bool)
+                and 0.0 <= rate < 1.0):
             raise ValueError(f"Dropout rate must be in [0, 1), got {rate!r}")
         self.rate = float(rate)
 
@@ -241,6 +249,8 @@ class Residual(Layer):
     name = "residual"
 
     def __init__(self, layers):
+        if not isinstance(layers, (list, tuple)):
+            raise TypeError(f"Residual layers must be a list of layers, got {layers!r}")
         built = []
         for layer in layers:
             if isinstance(layer, (list, tuple)) and len(layer) == 2 and isinstance(layer[0], str):
@@ -267,7 +277,7 @@ def layer_from_config(name, config):
     """Rebuild a layer from its class name and config()."""
     try:
         cls = LAYERS[name]
-    except KeyError:
+    except (KeyError, TypeError):
         raise ValueError(f"unknown layer {name!r}; known: {sorted(LAYERS)}") from None
     return cls(**config)
 

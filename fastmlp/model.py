@@ -13,7 +13,7 @@ from .kernels import loop
 from .kernels.optim import Hyper, reduce_gradients
 from .kernels.tile_gemm import link_gemm
 from .layers import Layer, output_head
-from .losses import check_metrics, get_loss
+from .losses import LossSpec, check_metrics, get_loss
 from .optimizers import SGD, get_optimizer
 from .schedules import as_schedule
 from .plan import _resolve_loss, compile_layers
@@ -69,14 +69,24 @@ class Sequential:
     """
 
     def __init__(self, layers=None, dtype=np.float32, seed=None, loss=None):
-        self.dtype = np.dtype(dtype)
+        try:
+            self.dtype = np.dtype(dtype)
+        except TypeError:
+            raise ValueError(f"dtype must be float32 or float64, got {dtype!r}") from None
         if self.dtype not in (np.float32, np.float64):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype}")
         self.built = False
         self.layers = []
+        if layers is not None and not isinstance(layers, (list, tuple)):
+            raise TypeError(f"layers must be a list of fastmlp layers, got {layers!r}")
         for layer in layers or []:
             self.add(layer)
-        self.seed = seed
+        self.seed = V.check_seed(seed)
+        if loss is not None and not isinstance(loss, (str, LossSpec)):
+            raise TypeError(f"loss must be None, a loss name such as 'mse' or a LossSpec, "
+                            f"got {loss!r}")
+        if isinstance(loss, str):
+            get_loss(loss)   # an unknown name fails here, not at the first fit
         self.loss = loss
         self.optimizer = None
         self.opt_state = None
@@ -85,7 +95,11 @@ class Sequential:
         self.stop_training = False
         self.opt_step = 0     # updates made by the current optimizer (schedule, bias correction)
         self.step = 0         # all updates made to this model
-        self.epochs_done = 0
+        self.epochs_done = 0  # whole epochs
+        # updates made in epoch epochs_done + 1 by a fit stopped inside it (Ctrl-C, a
+        # divergence); the next fit on the same data finishes that epoch first
+        self.steps_into_epoch = 0
+        self._partial_epoch = None  # that run's n_samples, batch_size, shuffle, seed, records
         self.l2 = 0.0
         self.l1 = 0.0
         self.history = None
@@ -131,10 +145,21 @@ class Sequential:
                              "first layer: Dense(units, input_shape=(n_features,))")
         n_features = V.check_int(declared if n_features is None else n_features,
                                  "n_features", 1)
+        if n_features > V.MAX_WIDTH:
+            raise ValueError(f"n_features must be <= {V.MAX_WIDTH}, got {n_features}")
         if declared is not None and n_features != declared:
             raise ValueError(f"the input has {n_features} features but the first layer declares "
                              f"input_shape=({declared},)")
-        self.plan = compile_layers(self.layers, n_features, self.loss)
+        seed = V.check_seed(seed)
+        plan = compile_layers(self.layers, n_features, self.loss)
+        try:
+            params = np.zeros(plan.n_params, self.dtype)
+        except MemoryError:
+            raise ValueError(f"the model needs {plan.n_params:,} parameters "
+                             f"({plan.n_params * self.dtype.itemsize / 2 ** 30:.3g} GiB), more "
+                             f"than this machine can allocate: fewer Dense units or "
+                             f"n_features") from None
+        self.plan = plan
         self.n_features = n_features
         if seed is None:
             seed = self.seed
@@ -142,7 +167,7 @@ class Sequential:
             seed = int(np.random.SeedSequence().entropy % (2 ** 63))
         self.seed = seed
         rng = np.random.default_rng(seed)
-        self.params = np.zeros(self.plan.n_params, self.dtype)
+        self.params = params
         for e in self.plan.entries:
             view = self._view(e)
             if e.name == "W":
@@ -200,10 +225,9 @@ class Sequential:
         for k, (w, e) in enumerate(zip(weights, entries)):
             w = np.asarray(w)
             if w.shape != e.shape:
-                raise ValueError(f"array {k} ({e.name} of layer {e.layer}) must have shape "
+                raise ValueError(f"weights[{k}] ({e.name} of layer {e.layer}) must have shape "
                                  f"{e.shape}, got {w.shape}")
-            if not np.all(np.isfinite(w)):
-                raise ValueError(f"array {k} ({e.name} of layer {e.layer}) has NaN or inf")
+            V.check_array_values(w, f"weights[{k}] ({e.name} of layer {e.layer})", self.dtype)
             arrays.append(w)
         for w, e in zip(arrays, entries):
             self._view(e)[...] = w
@@ -232,6 +256,11 @@ class Sequential:
         """What training changes, as run_batches takes it (kernels/loop.State); grads
         (n_chunks, n_params): the per-chunk gradient buffers of this run."""
         return loop.State(self.params, grads, self.opt_state, self.opt_scalars, self.bn_run)
+
+    def _clear_partial_epoch(self):
+        """Forget an unfinished epoch (the next fit starts a new one)."""
+        self.steps_into_epoch = 0
+        self._partial_epoch = None
 
     # ---------------------------------------------------------------- workspaces
     def _workspace(self, purpose, batch_size, n_chunks):
@@ -301,9 +330,15 @@ class Sequential:
         targets (n, n_outputs) (mse, binary cross-entropy), labels in {-1, +1}
         (hinge, perceptron). l2 defaults to the value of the last fit.
         """
+        batch_size = V.check_int(batch_size, "batch_size", 1)
+        if l2 is not None:
+            l2 = V.check_number(l2, "l2", 0.0)
         X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
-            return self._evaluate_arrays(X, y, T, batch_size, n, l2)
+            scores = self._evaluate_arrays(X, y, T, batch_size, n, l2)
+        if not np.isfinite(scores["loss"]):
+            _overflow(X, "the loss")
+        return scores
 
     def _evaluate_arrays(self, X, y, T, batch_size, n_chunks, l2=None):
         bs = min(batch_size, X.shape[0])
@@ -315,9 +350,13 @@ class Sequential:
         """Outputs (n, n_outputs) in the model dtype, evaluation mode: class probabilities
         for cross-entropy, sigmoid probabilities for binary cross-entropy, the output
         values otherwise."""
+        batch_size = V.check_int(batch_size, "batch_size", 1)
         X, y, T = self._prepare(X)
         with compute_threads(n_threads) as n:
-            return self._run_eval(X, y, T, min(batch_size, X.shape[0]), n, True)[2]
+            out = self._run_eval(X, y, T, min(batch_size, X.shape[0]), n, True)[2]
+        if not np.all(np.isfinite(out)):
+            _overflow(X, "the outputs")
+        return out
 
     def layer_outputs(self, X, training=False, n_threads=None):
         """Outputs of the layers for X (n, n_features) run as one batch.
@@ -358,6 +397,7 @@ class Sequential:
         (seed, step) (what compute_gradients differentiates); running statistics
         are not updated.
         """
+        l2, l1 = V.check_number(l2, "l2", 0.0), V.check_number(l1, "l1", 0.0)
         X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
             loss, metric, _ = self._run_eval(X, y, T, X.shape[0], n, False, training)
@@ -366,6 +406,7 @@ class Sequential:
     def compute_gradients(self, X, y, l2=0.0, n_threads=None, l1=0.0):
         """Gradients of compute_loss(X, y, l2, l1=l1) wrt every array of get_weights (same
         order); the L1 term contributes l1 * sign(W) (sign(0) = 0)."""
+        l2, l1 = V.check_number(l2, "l2", 0.0), V.check_number(l1, "l1", 0.0)
         X, y, T = self._prepare(X, y)
         with compute_threads(n_threads) as n:
             n = min(n, X.shape[0])
@@ -461,7 +502,12 @@ class Sequential:
         epochs defaults to 1 otherwise. callbacks: list of fastmlp.callbacks objects.
         checkpoint: a path; the model (weights, optimizer state, counters, history)
         is saved there atomically every `checkpoint_every` epochs and at the end, so
-        fm.load(path).fit(...) continues exactly as the uninterrupted run would.
+        fm.load(path).fit(...) continues exactly as the uninterrupted run would. A fit
+        stopped inside an epoch (Ctrl-C) leaves model.steps_into_epoch > 0; the next fit
+        with the same data and batch size finishes that epoch first (it counts as one of
+        `epochs`), with the interrupted run's seed when seed is None.
+        Every argument is checked before the model changes: a call that raises leaves
+        the model as it was.
         augment: a fastmlp.Augment applied to each training batch in compiled code.
         n_threads: the row chunks of each step, run on that many of Numba's threads;
         None: fm.get_num_threads() chunks, each compiled call run on all threads or
@@ -469,50 +515,24 @@ class Sequential:
         only on the chunks.
         Returns a History (also kept as self.history).
         """
-        if n_threads is not None:
-            check_thread_count(n_threads)
-        verbose = _check_verbose(verbose)
-        raw_dtype = getattr(X, "dtype", None)   # before conversion: were these integers?
-        if epochs is not None:
-            epochs = V.check_int(epochs, "epochs", 0)
-        explicit_batch = batch_size is not None
-        batch_size = V.check_int(32 if batch_size is None else batch_size, "batch_size", 1)
-        for name, value in (("l2", l2), ("l1", l1)):
-            if value is not None and not (np.isfinite(value) and value >= 0):
-                raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
-        if augment is not None and not isinstance(augment, Augment):
-            raise ValueError(f"augment must be a fastmlp.Augment, got {augment!r}")
-        callbacks = list(callbacks or [])
-        if checkpoint is not None:
-            from .callbacks import ModelCheckpoint
-            callbacks.append(ModelCheckpoint(checkpoint, every=checkpoint_every))
-        if not self.built:
-            X = V.check_features(X, self.dtype)
-            declared = self.input_dim
-            if declared is not None and X.shape[1] != declared:
-                raise ValueError(f"X has {X.shape[1]} features but the first layer declares "
-                                 f"input_shape=({declared},)")
-            self.build(X.shape[1], seed if self.seed is None else None)
-        data, val = self._fit_data(X, y, validation_data, validation_split)
-        optimizer = self._optimizer_for(optimizer)
-        sched = optimizer.schedule if schedule is None else as_schedule(schedule)
-        text = V.scale_warning(data[0], raw_dtype)
-        if text is not None:
-            warnings.warn(text, V.InputScaleWarning, stacklevel=2)
-        n_rows = data[0].shape[0]
-        if batch_size > n_rows and explicit_batch:
-            warnings.warn(f"batch_size={batch_size} is larger than the {n_rows} training rows; "
-                          f"each update uses all {n_rows} (batch_size={n_rows})",
-                          UserWarning, stacklevel=2)
-        batch_size = min(batch_size, n_rows)
-        epochs, total_updates = _training_length(epochs, cycles, sched, data[0].shape[0],
-                                                 batch_size)
+        snapshot = dict(vars(self))
+        try:
+            (data, val, optimizer, sched, epochs, total_updates, batch_size, shuffle, seed,
+             callbacks, verbose) = self._check_fit(
+                X, y, epochs, batch_size, optimizer, l2, l1, validation_data,
+                validation_split, shuffle, seed, verbose, n_threads, schedule, cycles, callbacks,
+                checkpoint, checkpoint_every, augment)
+        except BaseException:
+            # a failed check leaves the model as it was (an unbuilt model stays unbuilt)
+            vars(self).clear()
+            vars(self).update(snapshot)
+            raise
         # everything is checked: from here on the model changes
         self._set_optimizer(optimizer)
         optimizer.schedule = sched
         self.l2 = self.l2 if l2 is None else float(l2)
         self.l1 = self.l1 if l1 is None else float(l1)
-        shuffle_seed = self.seed if seed is None else seed
+        shuffle_seed = seed
         history = History({"epochs": epochs, "batch_size": batch_size, "l2": self.l2, "l1": self.l1,
                            "shuffle": bool(shuffle), "augment": repr(augment) if augment else None,
                            "optimizer": repr(self.optimizer), "n_samples": data[0].shape[0],
@@ -526,13 +546,79 @@ class Sequential:
                   n_threads, history, total_updates, callbacks, augment, adaptive)
         return history
 
+    def _check_fit(self, X, y, epochs, batch_size, optimizer, l2, l1, validation_data,
+                   validation_split, shuffle, seed, verbose, n_threads, schedule, cycles,
+                   callbacks, checkpoint, checkpoint_every, augment):
+        """fit's arguments, all checked (ValueError / TypeError naming the argument);
+        builds an unbuilt model (fit restores it when a check fails). Returns (data, val,
+        optimizer, schedule, epochs, total updates or None, batch_size (at most the
+        training rows), shuffle, the seed of shuffling and dropout, callbacks, verbose as
+        0/1/2). Warns (InputScaleWarning) when X looks unscaled, and when an explicit
+        batch_size exceeds the training rows."""
+        from .callbacks import Callback, ModelCheckpoint
+        if n_threads is not None:
+            check_thread_count(n_threads)
+        verbose = _check_verbose(verbose)
+        raw_dtype = getattr(X, "dtype", None)   # before conversion: were these integers?
+        if epochs is not None:
+            epochs = V.check_int(epochs, "epochs", 0)
+        explicit_batch = batch_size is not None
+        batch_size = V.check_int(32 if batch_size is None else batch_size, "batch_size", 1)
+        for name, value in (("l2", l2), ("l1", l1)):
+            if value is not None:
+                V.check_number(value, name, 0.0)
+        if augment is not None and not isinstance(augment, Augment):
+            raise ValueError(f"augment must be a fastmlp.Augment, got {augment!r}")
+        shuffle = V.check_flag(shuffle, "shuffle")
+        V.check_seed(seed)
+        if cycles is not None:
+            V.check_number(cycles, "cycles", 0.0, 1e9, above=True)
+        if callbacks is not None and not isinstance(callbacks, (list, tuple)):
+            raise TypeError(f"callbacks must be a list of fastmlp callbacks, got {callbacks!r}")
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not isinstance(cb, Callback):
+                raise TypeError(f"callbacks must hold fastmlp.callbacks.Callback objects, "
+                                f"got {cb!r}")
+        if checkpoint is not None:
+            _check_checkpoint_path(checkpoint)
+            callbacks.append(ModelCheckpoint(checkpoint, every=V.check_count(
+                checkpoint_every, "checkpoint_every", 1)))
+        if not self.built:
+            X = V.check_features(X, self.dtype)
+            declared = self.input_dim
+            if declared is not None and X.shape[1] != declared:
+                raise ValueError(f"X has {X.shape[1]} features but the first layer declares "
+                                 f"input_shape=({declared},)")
+            self.build(X.shape[1], seed if self.seed is None else None)
+        data, val = self._fit_data(X, y, validation_data, validation_split)
+        optimizer = self._optimizer_for(optimizer)
+        sched = optimizer.schedule if schedule is None else as_schedule(schedule)
+        text = V.scale_warning(data[0], raw_dtype)
+        if text is not None:
+            warnings.warn(text, V.InputScaleWarning, stacklevel=3)
+        n_rows = data[0].shape[0]
+        if batch_size > n_rows and explicit_batch:
+            warnings.warn(f"batch_size={batch_size} is larger than the {n_rows} training rows; "
+                          f"each update uses all {n_rows} (batch_size={n_rows})",
+                          UserWarning, stacklevel=3)
+        batch_size = min(batch_size, n_rows)
+        epochs, total_updates = _training_length(epochs, cycles, sched, n_rows, batch_size)
+        if seed is None:
+            # finishing an epoch that an interrupted fit left: that fit's seed
+            pending = self._partial_epoch if self.steps_into_epoch else None
+            seed = self.seed if pending is None else pending["seed"]
+        return (data, val, optimizer, sched, epochs, total_updates, batch_size, shuffle, seed,
+                callbacks, verbose)
+
     def _fit_data(self, X, y, validation_data, validation_split):
         """Checked training arrays (X, y, T) and validation arrays (or None)."""
+        V.check_number(validation_split, "validation_split", 0.0)
         if not 0.0 <= validation_split < 1.0:
             raise ValueError(f"validation_split must be in [0, 1), got {validation_split!r}")
         X, y, T = self._prepare(X, y)
         if validation_data is not None:
-            if len(validation_data) != 2:
+            if not isinstance(validation_data, (tuple, list)) or len(validation_data) != 2:
                 raise ValueError("validation_data must be a pair (X_val, y_val)")
             return (X, y, T), self._prepare(*validation_data)
         if validation_split > 0:
@@ -588,6 +674,26 @@ def _check_verbose(verbose):
         return int(verbose)
     raise ValueError(f"verbose must be 0 (silent), 1 (a progress bar per epoch) or 2 (one line "
                      f"per epoch), got {verbose!r}")
+
+
+def _overflow(X, what):
+    """ValueError for finite inputs whose forward pass overflows the model's dtype."""
+    raise ValueError(f"X: {what} of the model are NaN or inf for these inputs (max |X| = "
+                     f"{float(np.max(np.abs(X))):.3g}): values this large overflow the "
+                     f"{X.dtype.name} arithmetic; scale the inputs (fastmlp.preprocess)")
+
+
+def _check_checkpoint_path(path):
+    """A checkpoint path: a str or os.PathLike in an existing folder, not a folder itself."""
+    import os
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"checkpoint must be a path (str or os.PathLike), got {path!r}")
+    path = os.fspath(path)
+    if not isinstance(path, str):
+        raise TypeError(f"checkpoint must be a text path, got {path!r}")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not path or os.path.isdir(path) or not os.path.isdir(folder):
+        raise ValueError(f"checkpoint={path!r}: not a file path in an existing folder")
 
 
 def _training_length(epochs, cycles, schedule, n_samples, batch_size):

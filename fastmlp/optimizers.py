@@ -7,10 +7,13 @@ weight matrices only) and `noise` (annealed Gaussian gradient noise,
 kept apart from the update rule. State arrays belong to the model and have the
 layout of the flat parameters; `Optimizer.step` applies one update to any flat array.
 """
+import numbers
+
 import numpy as np
 
+from . import _validation as V
 from .kernels import optim as _k
-from .schedules import SCHEDULES, as_schedule
+from .schedules import SCHEDULES, Schedule, as_schedule
 
 
 class GradientNoise:
@@ -18,11 +21,12 @@ class GradientNoise:
     g += N(0, eta / (1 + t)^gamma), t the 1-based update count; seeded, counter-based."""
 
     def __init__(self, eta=0.01, gamma=0.55, seed=0):
-        if not eta > 0:
-            raise ValueError(f"GradientNoise eta must be > 0, got {eta!r}")
-        if not gamma >= 0:
-            raise ValueError(f"GradientNoise gamma must be >= 0, got {gamma!r}")
-        self.eta, self.gamma, self.seed = float(eta), float(gamma), int(seed)
+        eta = V.check_number(eta, "GradientNoise eta", 0.0, above=True)
+        gamma = V.check_number(gamma, "GradientNoise gamma", 0.0)
+        seed = V.check_count(seed, "GradientNoise seed", 0)
+        if seed >= 2 ** 53:   # the kernels carry it as a float64
+            raise ValueError(f"GradientNoise seed must be < 2**53, got {seed!r}")
+        self.eta, self.gamma, self.seed = eta, gamma, seed
 
     def config(self):
         return {"eta": self.eta, "gamma": self.gamma, "seed": self.seed}
@@ -32,15 +36,14 @@ class GradientNoise:
 
 
 def _unit(value, name, closed=False):
+    value = V.check_number(value, name, 0.0)
     if not (0.0 <= value <= 1.0 if closed else 0.0 <= value < 1.0):
         raise ValueError(f"{name} must be in [0, 1{']' if closed else ')'}, got {value!r}")
     return float(value)
 
 
 def _positive(value, name):
-    if not (np.isfinite(value) and value > 0):
-        raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return float(value)
+    return V.check_number(value, name, 0.0, above=True)
 
 
 class Optimizer:
@@ -49,9 +52,12 @@ class Optimizer:
     n_slots = 0
 
     def __init__(self, lr, weight_decay=0.0, noise=None):
+        if not isinstance(lr, (numbers.Real, Schedule)) or isinstance(lr, bool):
+            raise ValueError(f"lr must be a number or a fastmlp schedule, got {lr!r}")
         self.schedule = as_schedule(lr)
-        if not (np.isfinite(weight_decay) and weight_decay >= 0):
-            raise ValueError(f"weight_decay must be a finite number >= 0, got {weight_decay!r}")
+        weight_decay = V.check_number(weight_decay, "weight_decay", 0.0)
+        if isinstance(noise, dict):
+            noise = GradientNoise(**noise)
         if noise is not None and not isinstance(noise, GradientNoise):
             noise = GradientNoise(*noise) if isinstance(noise, (tuple, list)) else GradientNoise(noise)
         self.weight_decay, self.noise = float(weight_decay), noise

@@ -6,15 +6,13 @@ Every schedule takes `warmup` (updates of linear warm-up, default 0) and
 """
 import numpy as np
 
+from . import _validation as V
 from .kernels import schedule as _k
 
 
 def _check_positive(value, name, allow_zero=False):
-    ok = isinstance(value, (int, float, np.floating, np.integer)) and np.isfinite(value)
-    if not ok or value < 0 or (value == 0 and not allow_zero):
-        bound = ">= 0" if allow_zero else "> 0"
-        raise ValueError(f"{name} must be a finite number {bound}, got {value!r}")
-    return float(value)
+    """A finite number > 0 (>= 0 with allow_zero) that fits float32."""
+    return V.check_number(value, name, 0.0, above=not allow_zero)
 
 
 class Schedule:
@@ -22,11 +20,9 @@ class Schedule:
     kind = _k.CONSTANT
 
     def __init__(self, warmup=0, warmup_start=0.0):
-        if int(warmup) != warmup or warmup < 0:
-            raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
-        if not 0.0 <= warmup_start <= 1.0:
-            raise ValueError(f"warmup_start must be in [0, 1], got {warmup_start!r}")
-        self.warmup, self.warmup_start = int(warmup), float(warmup_start)
+        warmup = V.check_count(warmup, "warmup", 0)
+        warmup_start = V.check_number(warmup_start, "warmup_start", 0.0, 1.0)
+        self.warmup, self.warmup_start = warmup, warmup_start
 
     def values(self):
         raise NotImplementedError
@@ -83,11 +79,10 @@ class CyclicLR(Schedule):
         self.eta_max = _check_positive(eta_max, "eta_max")
         if self.eta_max < self.eta_min:
             raise ValueError(f"CyclicLR needs eta_max >= eta_min, got {eta_max} < {eta_min}")
-        if int(step_size) != step_size or step_size < 1:
-            raise ValueError(f"CyclicLR step_size must be an integer >= 1, got {step_size!r}")
+        step_size = V.check_count(step_size, "CyclicLR step_size", 1)
         if cycles is not None:
-            _check_positive(cycles, "cycles")
-        self.step_size, self.cycles = int(step_size), cycles
+            V.check_number(cycles, "cycles", 0.0, 1e9, above=True)
+        self.step_size, self.cycles = step_size, cycles
 
     def values(self):
         return [self.eta_min, self.eta_max, self.step_size]
@@ -109,9 +104,7 @@ class StepDecay(Schedule):
         super().__init__(**warmup)
         self.lr = _check_positive(lr, "lr")
         self.drop = _check_positive(drop, "drop")
-        if int(every) != every or every < 1:
-            raise ValueError(f"every must be an integer >= 1, got {every!r}")
-        self.every = int(every)
+        self.every = V.check_count(every, "every", 1)
 
     def values(self):
         return [self.lr, self.drop, self.every]
@@ -151,11 +144,9 @@ class CosineAnnealing(Schedule):
         self.lr_min = _check_positive(lr_min, "lr_min", allow_zero=True)
         if self.lr_min > self.lr_max:
             raise ValueError(f"lr_min must be <= lr_max, got {lr_min} > {lr_max}")
-        if int(period) != period or period < 1:
-            raise ValueError(f"period must be an integer >= 1, got {period!r}")
-        if restarts and not t_mult >= 1.0:
-            raise ValueError(f"t_mult must be >= 1, got {t_mult!r}")
-        self.period, self.restarts, self.t_mult = int(period), bool(restarts), float(t_mult)
+        period = V.check_count(period, "period", 1)
+        t_mult = V.check_number(t_mult, "t_mult", 1.0 if restarts else 0.0)
+        self.period, self.restarts, self.t_mult = period, bool(restarts), t_mult
 
     def values(self):
         return [self.lr_max, self.lr_min, self.period, self.t_mult if self.restarts else 0.0]
@@ -172,4 +163,6 @@ def as_schedule(lr):
     """A Schedule from a positive number or a Schedule."""
     if isinstance(lr, Schedule):
         return lr
+    if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
+        raise ValueError(f"lr (or schedule) must be a number or a fastmlp schedule, got {lr!r}")
     return Constant(lr)

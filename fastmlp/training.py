@@ -2,6 +2,7 @@
 import signal
 import threading
 import time
+import warnings
 
 import numba
 import numpy as np
@@ -15,7 +16,8 @@ from .kernels.tile_gemm import link_gemm
 class DivergenceError(FloatingPointError):
     """Training produced a NaN or inf: in a step's loss, the BN running statistics, the
     parameters or the optimizer state. The model is left as it was after the last
-    update whose values were all finite; `.history` holds what was recorded up to it."""
+    update whose values were finite and whose weights gave a finite loss
+    (EpochRunner.diverged); `.history` holds what was recorded up to it."""
 
     def __init__(self, message, history=None):
         super().__init__(message)
@@ -142,38 +144,119 @@ class EpochRunner:
                 raise RuntimeError("fastmlp: replaying finite updates diverged")
             s += ran
 
-    def run_epoch(self, order, n_steps, chunk, progress, stop, history, epoch):
-        """Up to n_steps updates in compiled chunks of `chunk`; returns the number done.
+    def run_epoch(self, order, start, n_steps, chunk, progress, stop, history, epoch):
+        """Up to n_steps updates from step `start` of the epoch, in compiled chunks of
+        `chunk`; returns the number done.
 
-        Stops early when Ctrl-C was pressed. Raises DivergenceError when an update's loss,
-        BN statistics, parameters or optimizer state hold a NaN or inf, with the model
-        rewound to its state after the update before (from a copy taken here, at the
-        start of the epoch, and a replay).
+        Stops early when Ctrl-C was pressed. Raises DivergenceError when a step meets a
+        NaN or inf (see diverged), with the model rewound to the last state that gave
+        finite values: from a copy taken here, at step `start`, and a replay. When all
+        n_steps ran, the new weights are checked once more (outputs_finite) before the
+        run counts, so that no epoch ends on weights whose outputs overflow.
         """
         done = 0
-        snapshot = Snapshot(self.model, 0)
+        snapshot = Snapshot(self.model, start)
         try:
             while done < n_steps and not stop.requested:
                 k = min(chunk, n_steps - done)
-                ran, k, reason = self.run_steps(order, done, k)
+                ran, k, reason = self.run_steps(order, start + done, k)
                 done += ran
-                progress.update(ran, loss=float(np.mean(self.step_loss[:done])) if done else None)
+                progress.update(ran, loss=(float(np.mean(self.step_loss[start:start + done]))
+                                           if done else None))
                 if ran < k:
-                    self.rewind(snapshot, order, done)
-                    m = self.model
-                    raise DivergenceError(
-                        f"training diverged: {STOP_MESSAGES[reason]} at update {m.step + 1} "
-                        f"(epoch {epoch + 1}, step {done + 1}); the model is kept as it was "
-                        f"after update {m.step}, the last with finite values. Try a smaller "
-                        f"learning rate, a smaller l2, or batch normalisation.", history)
+                    kept, error = self.diverged(snapshot, order, start + done, reason, epoch,
+                                                history)
+                    done = kept - start
+                    raise error
+            if done == n_steps > 0 and not self.outputs_finite(order, start + done - 1):
+                kept, error = self.diverged(snapshot, order, start + done - 1, L.STOP_LOSS,
+                                            epoch, history, after=True)
+                done = kept - start
+                raise error
         finally:
-            metric = self.step_metric[:done]
+            part = slice(start, start + done)
+            metric = self.step_metric[part]
             if self.metric == "rmse":  # the kernel reports each update's mean squared error
                 metric = np.sqrt(metric)
             history.steps.setdefault(self.metric, []).extend(metric.tolist())
-            history.steps["loss"].extend(self.step_loss[:done].tolist())
-            history.steps["lr"].extend(self.step_lr[:done].tolist())
+            history.steps["loss"].extend(self.step_loss[part].tolist())
+            history.steps["lr"].extend(self.step_lr[part].tolist())
         return done
+
+    def outputs_finite(self, order, step):
+        """Whether the model's loss (evaluation mode, as predict runs it) on the rows of
+        step `step` of the epoch is finite: one forward pass over one batch."""
+        rows = order[step * self.bs: (step + 1) * self.bs]
+        m = self.model
+        w = m._workspace("probe", rows.shape[0], self.n_chunks)
+        y = self.y[rows] if self.y.shape[0] else self.y
+        loss = m._kernel(L.MODE_EVAL, w, self.X[rows], y, self.T[rows], rows.shape[0],
+                         self.n_chunks)[1]
+        return bool(np.isfinite(loss))
+
+    def diverged(self, snapshot, order, bad_step, reason, epoch, history, after=False):
+        """Rewind after step `bad_step` of the epoch met a NaN or inf; returns (the steps of
+        the epoch the model now holds, the DivergenceError to raise).
+
+        reason: a layout.STOP_* code. A BN statistic or an update that came out
+        non-finite is undone: the state before step bad_step is kept. A non-finite loss
+        also undoes the update before it, whose weights gave that loss, unless that update
+        lies before the snapshot (it counted already; the snapshot is kept). after: step
+        bad_step ran, and the weights it left fail outputs_finite: it is undone."""
+        if after:
+            target = bad_step
+        elif reason == L.STOP_LOSS and bad_step > snapshot.epoch_step:
+            target = bad_step - 1
+        else:
+            target = bad_step
+        self.rewind(snapshot, order, target)
+        m = self.model
+        failed = m.step + (bad_step - target) + 1    # the failing update, counted from 1
+        what = (f"the weights made by update {failed} give NaN or inf outputs" if after
+                else f"{STOP_MESSAGES[reason]} at update {failed}")
+        return target, DivergenceError(
+            f"training diverged: {what} (epoch {epoch + 1}, step {bad_step + 1}); the model "
+            f"is kept as it was after update {m.step}, the last "
+            f"whose values and loss were finite. Try a smaller learning rate, a smaller l2, "
+            f"or batch normalisation.", history)
+
+    def resume_point(self, shuffle, seed):
+        """Updates already made in epoch model.epochs_done by an interrupted run of the same
+        data size, batch size, shuffling and seed (0 when there are none); their per-update
+        records are put back so that the epoch's metrics cover all of its updates."""
+        m = self.model
+        pending = m._partial_epoch
+        if not m.steps_into_epoch or pending is None:
+            return 0
+        same = (pending["n_samples"] == self.n and pending["batch_size"] == self.bs
+                and pending["shuffle"] == bool(shuffle) and pending["seed"] == seed
+                and m.steps_into_epoch < self.steps_per_epoch)
+        if not same:
+            warnings.warn(
+                f"the model stopped after {m.steps_into_epoch} updates of epoch "
+                f"{m.epochs_done + 1} of a run with {pending['n_samples']} samples, batch size "
+                f"{pending['batch_size']}, shuffle={pending['shuffle']}, seed={pending['seed']}; "
+                f"this fit differs ({self.n}, {self.bs}, {bool(shuffle)}, {seed}), so it "
+                f"starts a new epoch instead of finishing that one", stacklevel=4)
+            m._clear_partial_epoch()
+            return 0
+        start = m.steps_into_epoch
+        for name, records in (("loss", self.step_loss), ("metric", self.step_metric),
+                              ("lr", self.step_lr)):
+            records[:start] = pending[name]
+        return start
+
+    def keep_partial(self, steps, shuffle, seed):
+        """Record on the model that epoch model.epochs_done stopped after `steps` updates
+        (position, the run that shuffled it, and the updates' records)."""
+        if steps == 0:
+            self.model._clear_partial_epoch()
+            return
+        self.model.steps_into_epoch = steps
+        self.model._partial_epoch = {
+            "n_samples": self.n, "batch_size": self.bs, "shuffle": bool(shuffle), "seed": seed,
+            "loss": self.step_loss[:steps].copy(), "metric": self.step_metric[:steps].copy(),
+            "lr": self.step_lr[:steps].copy()}
 
     def epoch_metrics(self, done):
         """Size-weighted means over the epoch's `done` updates: loss and accuracy (or RMSE,
@@ -212,7 +295,10 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
     with CompileNotice(verbose, key=compile_key_of_fit(model, augment)):
         run = EpochRunner(model, data, batch_size, n_threads, seed, augment, adaptive_threads)
         history.initial = model._metrics(data, val, run.n_chunks)
-    remaining = epochs * run.steps_per_epoch if total_updates is None else total_updates
+    # an epoch that an earlier fit left unfinished is finished first (counted in `epochs`)
+    start = run.resume_point(shuffle, seed)
+    remaining = (max(epochs * run.steps_per_epoch - start, 0) if total_updates is None
+                 else total_updates)
     # ~20 compiled calls per epoch with the progress bar (verbose=1) or when the thread
     # count follows the load (a choice per call); one per epoch otherwise
     chunk = (max(1, run.steps_per_epoch // 20) if verbose == 1 or run.threads.adaptive
@@ -229,13 +315,23 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
                 t0 = time.perf_counter()
                 order = (np.random.default_rng([seed, epoch]).permutation(run.n) if shuffle
                          else np.arange(run.n))
-                todo = min(run.steps_per_epoch, remaining)
+                todo = min(run.steps_per_epoch - start, remaining)
                 progress.epoch_begin(todo)
-                done = run.run_epoch(order, todo, chunk, progress, stop, history, epoch)
+                step_before = model.step
+                try:
+                    done = run.run_epoch(order, start, todo, chunk, progress, stop, history,
+                                         epoch)
+                except DivergenceError:
+                    if model.step > step_before:  # the updates before the failing one count
+                        run.keep_partial(start + model.step - step_before, shuffle, seed)
+                    raise
                 remaining -= done
-                if done < todo:  # interrupted mid-epoch
+                if done < todo:  # interrupted mid-epoch: a later fit finishes this epoch
+                    run.keep_partial(start + done, shuffle, seed)
                     break
-                metrics = run.epoch_metrics(done)
+                model._clear_partial_epoch()
+                metrics = run.epoch_metrics(start + done)
+                start = 0
                 if val is not None:
                     metrics.update({"val_" + k: v for k, v in
                                     model._evaluate_arrays(*val, 1024, run.n_chunks).items()})

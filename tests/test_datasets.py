@@ -389,3 +389,55 @@ def test_download_cifar10_safe_extract(server, tmp_path, monkeypatch):
     with pytest.raises(ds.DownloadError, match="checksum mismatch"):
         ds.load_cifar10(download=True, data_dir=tmp_path / "dl2")
     assert [p.name for p in (tmp_path / "dl2" / "cifar-10-batches-py").iterdir()] == []
+
+
+# --- hostile files: sizes are checked before anything is allocated ---------------------
+def test_cifar_nested_labels_are_refused_without_a_huge_allocation(tmp_path):
+    import tracemalloc
+    d = tmp_path / "c"
+    make_cifar_dir(d)
+    X = np.zeros((20, 3072), np.uint8)
+    row = [0] * 20_000
+    cases = [  # one row referenced 20,000 times: ~100 KB of pickle, 3.2 GB as an array
+        ({b"data": X[:2], b"labels": [row] * 20_000}, "2 images but 20000 labels"),
+        ({b"data": X, b"labels": [row] * 20}, "flat list of integers"),
+        ({b"data": X, b"labels": np.zeros((20, 2), np.int64)}, "flat list of integers"),
+        ({b"data": X, b"labels": "0" * 20}, "list of integers"),
+        ({b"data": X, b"labels": [True] * 20}, "flat list of integers"),
+        ({b"data": X, b"labels": [2 ** 80] * 20}, r"0\.\.9"),
+    ]
+    f = d / "data_batch_1"
+    for content, message in cases:
+        f.write_bytes(pickle.dumps(content, protocol=2))
+        assert f.stat().st_size < 400_000
+        tracemalloc.start()
+        try:
+            with pytest.raises(ValueError, match=message):
+                ds.load_cifar10(d, batches=(1,))
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert peak < 20 * 2 ** 20, (message, peak)
+
+
+@pytest.mark.parametrize("gz", [False, True])
+def test_idx_zero_length_dimension_is_a_clear_value_error(tmp_path, gz):
+    path = tmp_path / ("empty.idx" + (".gz" if gz else ""))
+    write_idx(path, np.zeros((0, 28, 28), np.uint8), gz=gz)
+    with pytest.raises(ValueError, match="zero-length dimension") as info:
+        ds.read_idx(path)
+    assert "empty.idx" in str(info.value)
+
+
+def test_idx_header_claiming_more_than_the_file_holds_allocates_nothing(tmp_path):
+    import tracemalloc
+    raw = tmp_path / "big.idx"
+    raw.write_bytes(b"\0\0\x08\x03" + np.array([60000, 28000, 28000], ">u4").tobytes() + b"\0" * 64)
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="expected .* bytes"):
+            ds.read_idx(raw)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 2 ** 20

@@ -59,10 +59,10 @@ def test_huge_learning_rate_leaves_a_finite_usable_model(opt, bn, tmp_path):
     X, y = _data()
     model = _net(bn)
     with pytest.raises(fm.DivergenceError, match="NaN or inf") as info:
-        model.fit(X, y, epochs=3, batch_size=BS, optimizer=OPTIMIZERS[opt](1e40), verbose=0,
+        model.fit(X, y, epochs=3, batch_size=BS, optimizer=OPTIMIZERS[opt](1e30), verbose=0,
                   n_threads=2)
     assert isinstance(info.value, FloatingPointError)
-    assert f"at update {model.step + 1}" in str(info.value)
+    assert f"kept as it was after update {model.step}," in str(info.value)
     assert _all_finite(model)
     assert len(model.history.steps["loss"]) == model.step
     _usable(model, X, y, tmp_path)
@@ -133,3 +133,38 @@ def test_divergence_in_a_later_epoch_keeps_the_finished_epochs():
     ref = _net(True)
     ref.fit(X, y, epochs=1, batch_size=BS, optimizer=fm.SGD(lr=0.05), verbose=0, n_threads=2)
     assert _same(_state(model), _state(ref))
+
+
+def test_a_nan_loss_also_undoes_the_update_that_caused_it():
+    """SGD at lr 1e15 on an unscaled batch makes weights whose next forward pass
+    overflows: the step with the NaN loss is not applied, and neither is the update
+    before it, which made those weights. The model is the one after the updates
+    before, and it predicts finite outputs."""
+    X, y = _data()
+    model = _net(False)
+    with pytest.raises(fm.DivergenceError, match="the loss became NaN or inf") as info:
+        model.fit(X * 100, y, epochs=1, batch_size=BS, optimizer=fm.SGD(lr=1e15),
+                  shuffle=False, verbose=0, n_threads=2)
+    kept = model.step
+    failed = int(str(info.value).split("at update ")[1].split(" ")[0])
+    assert failed == kept + 2, str(info.value)
+    ref = _reference(False, X * 100, y, kept, fm.SGD(lr=1e15), n_threads=2)
+    assert _same(_state(model), _state(ref))
+    assert np.all(np.isfinite(model.predict(X * 100)))
+
+
+def test_an_epoch_never_ends_on_weights_whose_outputs_overflow():
+    """One update per epoch: Adam at lr 1e30 moves every weight by ~1e30, and nothing in
+    the epoch runs those weights forward. The epoch-end check does, and undoes that
+    update: the model is its initial self, and no epoch is counted."""
+    X, y = _data(n=BS)
+    model = _net(False)
+    model.build(D)
+    initial = [w.copy() for w in model.get_weights()] + [model.bn_run.copy()]
+    with pytest.raises(fm.DivergenceError, match="weights made by update 1 give NaN or inf"):
+        model.fit(X, y, epochs=2, batch_size=BS, optimizer=fm.Adam(lr=1e30), verbose=0,
+                  n_threads=2)
+    assert model.step == 0 and model.epochs_done == 0
+    assert _same(_state(model)[:-2], initial)
+    assert not model.opt_state.any()                    # Adam's state as before any update
+    assert np.all(np.isfinite(model.predict(X)))

@@ -192,3 +192,145 @@ def test_config_is_plain_json():
     config = persistence.model_config(model)
     json.dumps(config)  # no custom objects left
     assert config["history"]["epoch"] == [0, 1]
+
+
+# ------------------------------------------------------------------ hostile files
+def _tampered(tmp_path, change, name="bad.npz"):
+    """A copy of a trained model's file with `change(config dict, arrays dict)` applied."""
+    good = tmp_path / "good.npz"
+    if not good.exists():
+        _trained("adam").save(good)
+    with np.load(good, allow_pickle=False) as data:
+        arrays = {k: data[k] for k in data.files}
+    config = json.loads(str(arrays["config"][()]))
+    change(config, arrays)
+    arrays["config"] = np.array(json.dumps(config))
+    path = tmp_path / name
+    np.savez(path, **arrays)
+    return path
+
+
+def _set(key, value):
+    def change(config, arrays):
+        config[key] = value
+    return change
+
+
+def _array(name, fn):
+    def change(config, arrays):
+        arrays[name] = fn(arrays[name])
+    return change
+
+
+def _nan_at_0(a):
+    a = a.copy()
+    a.flat[0] = np.nan
+    return a
+
+
+@pytest.mark.parametrize("change, field", [
+    (_set("lr_scale", -1.0), "lr_scale"),
+    (_set("lr_scale", float("inf")), "lr_scale"),
+    (_set("l2", -0.5), "l2"),
+    (_set("l1", "x"), "l1"),
+    (_set("step", -3), "step"),
+    (_set("step", "12"), "step"),
+    (_set("step", 1.5), "step"),
+    (_set("opt_step", True), "opt_step"),
+    (_set("epochs_done", -1), "epochs_done"),
+    (_set("n_features", 10 ** 12), "params"),       # would allocate 10^13 weights
+    (_set("seed", 2 ** 64), "seed"),
+    (_set("steps_into_epoch", 2), "epoch_in_progress"),
+    (_array("params", _nan_at_0), "params"),
+    (_array("params", lambda a: np.full_like(a, np.inf)), "params"),
+    (_array("bn_run", _nan_at_0), "bn_run"),
+    (_array("bn_run", lambda a: -np.abs(a) - 1), "bn_run"),
+    (_array("opt_state", _nan_at_0), "opt_state"),
+    (_array("opt_scalars", lambda a: a[:2]), "opt_scalars"),
+    (_array("opt_scalars", lambda a: a.astype(np.float32)), "opt_scalars"),
+    (_array("opt_scalars", _nan_at_0), "opt_scalars"),
+])
+def test_load_refuses_out_of_range_values_naming_the_field(tmp_path, change, field):
+    path = _tampered(tmp_path, change)
+    with pytest.raises(ValueError, match=field) as err:
+        fm.load(path)
+    assert str(path) in str(err.value)
+
+
+def test_load_keeps_only_known_history_fields(tmp_path):
+    def change(config, arrays):
+        config["history"]["append_epoch"] = "overwritten"
+    model = fm.load(_tampered(tmp_path, change))
+    model.history.append_epoch(0, {"loss": 1.0})   # still the method
+    assert model.history.history["loss"][-1] == 1.0
+
+
+def test_partial_epoch_fields_are_checked(tmp_path):
+    def change(config, arrays):
+        config["steps_into_epoch"] = 2
+        config["epoch_in_progress"] = {"n_samples": 48, "batch_size": 16, "shuffle": True,
+                                       "seed": 5}
+        for key in ("loss", "metric", "lr"):
+            arrays["epoch_in_progress." + key] = np.ones(2)
+    model = fm.load(_tampered(tmp_path, change))
+    assert model.steps_into_epoch == 2
+    for key, value, where in (("n_samples", 32, "steps_into_epoch"),   # epoch of 2 steps
+                              ("shuffle", 1, "shuffle"), ("seed", -1, "seed")):
+        def bad(config, arrays, key=key, value=value):
+            change(config, arrays)
+            config["epoch_in_progress"][key] = value
+        with pytest.raises(ValueError, match=where):
+            fm.load(_tampered(tmp_path, bad, f"bad-{key}.npz"))
+
+    def short(config, arrays):
+        change(config, arrays)
+        arrays["epoch_in_progress.lr"] = np.ones(1)
+    with pytest.raises(ValueError, match="epoch_in_progress.lr"):
+        fm.load(_tampered(tmp_path, short, "short.npz"))
+
+
+# ------------------------------------------------------------------ interrupted saves
+def _temps(folder, name):
+    return [p for p in os.listdir(folder) if p.startswith(f".{name}.") and p.endswith(".tmp")]
+
+
+def test_save_removes_temporary_files_of_dead_savers_only(tmp_path):
+    import subprocess
+    import sys
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True).stdout.strip()
+    stale = tmp_path / f".m.npz.{dead}.abc123.tmp"
+    live = tmp_path / f".m.npz.{os.getppid()}.def456.tmp"    # a running process's save
+    other = tmp_path / f".other.npz.{dead}.x.tmp"            # another path's
+    for p in (stale, live, other):
+        p.write_bytes(b"partial")
+    _trained("sgd-plain").save(tmp_path / "m.npz")
+    assert not stale.exists() and live.exists() and other.exists()
+
+
+def test_sigkill_during_saves_never_breaks_the_file_nor_piles_up_temporaries(tmp_path):
+    """A child saving a ~8 MB model in a loop is killed 20 times at staggered moments."""
+    import signal
+    import time
+    model = fm.Sequential([fm.Dense(1000), fm.ReLU(), fm.Dense(3), fm.Softmax()], seed=0)
+    model.build(2000)
+    path = tmp_path / "big.npz"
+    model.save(path)
+    most = 0
+    for i in range(20):
+        pid = os.fork()
+        if pid == 0:   # the child: save forever (numpy and zipfile only, no kernels)
+            try:
+                while True:
+                    model.save(path)
+            finally:
+                os._exit(1)
+        time.sleep(0.03 + 0.011 * i)
+        os.kill(pid, signal.SIGKILL)
+        os.waitpid(pid, 0)
+        loaded = fm.load(path)
+        assert np.array_equal(loaded.params, model.params)
+        most = max(most, len(_temps(tmp_path, "big.npz")))
+    assert most <= 1          # each save removed the previous victim's file
+    model.save(path)
+    assert _temps(tmp_path, "big.npz") == []
