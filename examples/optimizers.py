@@ -151,8 +151,7 @@ def main(argv=None):
     for name, low in (("val_accuracy.png", max(0.0, top - 0.1)), ("val_accuracy_full.png", 0.0)):
         # the title names the axis range the figure shows
         fig = plots.plot_runs(histories, metric="val_accuracy", title=(
-            f"Optimizer lab: validation accuracy per epoch, [784, 100, 30, 10], batch 100 "
-            f"(y axis {low:.2f}-{high:.2f})"))
+            f"Optimizer lab: validation accuracy per epoch (y axis {low:.2f}-{high:.2f})"))
         ax = fig.axes[0]
         ax.set_ylim(low, high)
         ax.legend(fontsize="x-small", ncol=2, loc="lower right")
