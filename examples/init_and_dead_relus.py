@@ -1,6 +1,6 @@
 """Perceptron vs hinge, initialisation, dying ReLU networks, eggholder regression (fastmlp).
 
-    python examples/init_and_dead_relus.py             # reduced settings (about a minute)
+    python examples/init_and_dead_relus.py             # reduced settings (about two minutes)
     python examples/init_and_dead_relus.py --full      # the homework's settings
     python examples/init_and_dead_relus.py --smoke     # seconds with a warm kernel cache (tests)
 
