@@ -1,18 +1,19 @@
-"""S4: Fashion-MNIST learning curves for plain, dropout and BN + residual MLPs (fastmlp).
+"""Fashion-MNIST learning curves for plain, dropout and BN + residual MLPs (fastmlp).
 
     python examples/fashion_curves.py                # stand-in: the bundled MNIST subset
     python examples/fashion_curves.py --data PATH    # Fashion-MNIST IDX files, 50 epochs
-    python examples/fashion_curves.py --smoke        # seconds (CI)
+    python examples/fashion_curves.py --smoke        # seconds with a warm kernel cache (tests)
 
 Models: [128] and [512] x 6 with ReLU; [512] x 6 with dropout 0.5 after each hidden layer;
 [512] x 6 with BN after each hidden layer and residual connections (the output of block 1
 added to the output of block 3, that of block 3 to block 5: two fm.Residual blocks of two
 Dense + BN + ReLU layers between a first and a last Dense + BN + ReLU layer). Adam (lr 1e-3),
 sparse categorical cross-entropy (integer labels), batch 32 (Keras's default), pixels / 255.
-With --data the last 10,000 training images are held out for validation (50,000 train) and
-each model trains 50 epochs. Without it, Fashion-MNIST is not bundled: the bundled
-8,000/2,000 MNIST subset stands in, with the last 1,000 training images held out and fewer
-epochs; the numbers then are MNIST numbers.
+With --data the last n // 6 training images (at most 10,000: 10,000 of the full 60,000,
+leaving 50,000 for training) are held out for validation and each model trains 50 epochs.
+Without it, Fashion-MNIST is not bundled: the bundled 8,000/2,000 MNIST subset stands in,
+with the last 1,000 training images held out and 10 epochs; the numbers then are MNIST
+numbers. --smoke: 300 training, 100 validation and 200 test images, width 32, 1 epoch.
 
 Writes learning_curves.png, results.md (model summaries, test accuracies) into --out
 (default out/fashion_curves) and prints a summary.
@@ -72,7 +73,7 @@ def main(argv=None):
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs per model (default 50 with --data, 10 otherwise, 1 with --smoke)")
     p.add_argument("--batch-size", type=int, default=32, help="minibatch size (default 32)")
-    p.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
+    p.add_argument("--smoke", action="store_true", help="tiny settings, for the tests")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -101,7 +102,7 @@ def main(argv=None):
         print(f"{name}: test accuracy {test:.4f}, {seconds:.1f} s", flush=True)
 
     fig = plots.plot_runs(histories, metric=["accuracy", "val_accuracy"],
-                          title="S4: accuracy per epoch (solid: training, dashed: validation)")
+                          title="Accuracy per epoch (solid: training, dashed: validation)")
     fig.set_size_inches(8.5, 5.5)
     ax = fig.axes[0]
     low = min(min(h.history["val_accuracy"] + h.history["accuracy"]) for h in histories.values())
@@ -113,7 +114,7 @@ def main(argv=None):
             "test accuracy", "training time (s)", "s/epoch"]
     table = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     table += ["| " + " | ".join(r) + " |" for r in rows]
-    md = ["# S4: learning curves of plain, dropout and BN + residual MLPs\n",
+    md = ["# Learning curves of plain, dropout and BN + residual MLPs\n",
           f"Data: {what}; {len(X):,} training, {len(Xv):,} validation (the last training "
           f"images), {len(Xt):,} test images; pixels / 255. Adam lr 1e-3, sparse categorical "
           f"cross-entropy, batch {args.batch_size}, {epochs} epochs, seed 0. Training accuracy "

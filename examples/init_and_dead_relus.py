@@ -1,8 +1,8 @@
-"""S3: perceptron vs hinge, initialisation, dying ReLU networks, eggholder regression (fastmlp).
+"""Perceptron vs hinge, initialisation, dying ReLU networks, eggholder regression (fastmlp).
 
-    python examples/init_and_dead_relus.py             # reduced settings (a couple of minutes)
+    python examples/init_and_dead_relus.py             # reduced settings (about two minutes)
     python examples/init_and_dead_relus.py --full      # the homework's settings
-    python examples/init_and_dead_relus.py --smoke     # seconds (CI)
+    python examples/init_and_dead_relus.py --smoke     # seconds with a warm kernel cache (tests)
 
 (a) Perceptron (loss max(0, -y w.x)) vs hinge (max(0, 1 - y w.x)) on 2-D separable data
     y = sign(x1 - x2): 20 training points, 1,000 test points, repeated on fresh draws.
@@ -34,6 +34,7 @@ from fastmlp.preprocess import scale_to_unit
 from fastmlp.sweep import run_sweep
 
 DPI = 80
+VIOLIN_VALUES = 5_000   # values per violin (seeded subsample; the density estimate's cost)
 
 
 def table(header, rows):
@@ -105,7 +106,7 @@ def init_study(path, out, smoke):
             flat = [v for v in shown if np.ptp(v) > 0]
             pos = [k + 1 for k, v in enumerate(shown) if np.ptp(v) > 0]
             if flat:
-                parts = ax.violinplot([np.random.default_rng(0).choice(v, 20000) for v in flat],
+                parts = ax.violinplot([np.random.default_rng(0).choice(v, VIOLIN_VALUES) for v in flat],
                                       positions=pos, showmedians=True)
                 for body in parts["bodies"]:
                     body.set_facecolor(f"C{a}")
@@ -130,9 +131,9 @@ def init_study(path, out, smoke):
                 acc = "diverged"
             rows.append([act, iname, " / ".join(f"{s:.2g}" for s in stds),
                          f"{np.mean(list(dead.values())):.0%}" if dead else "-", acc])
-    grid.suptitle("S3: hidden-layer activations of the untrained 5 x 100 network on 1,000 MNIST "
-                  "test images\n(ReLU row: log10 of the positive values; a red bar marks a constant "
-                  "layer)", fontsize="medium")
+    plots.set_suptitle(grid, f"Hidden-layer activations of the untrained 5 x 100 network on "
+                       f"{len(sample):,} MNIST test images\n(ReLU row: log10 of the positive "
+                       "values; a red bar marks a constant layer)", fontsize="medium")
     save(grid, out / "activations_grid.png")
     return table(["activation", "weights", "std of layers 1-5 (untrained)",
                   "dead ReLU units (untrained)", "test acc. after 1 epoch Adam"], rows)
@@ -159,7 +160,7 @@ def collapse_study(n_inits, epochs_long, n_long):
     X = rng.uniform(-np.sqrt(7), np.sqrt(7), (3000, 1)).astype(np.float32)
     y = np.abs(X)
     sd = float(y.std())
-    rows, long_rows = [], []
+    rows, long_rows, fractions = [], [], {}
     for act in ("relu", "leaky"):
         stats = {k: [] for k in ("blocked0", "blocked", "const", "flat", "rmse")}
         for seed in range(n_inits):
@@ -173,6 +174,8 @@ def collapse_study(n_inits, epochs_long, n_long):
             stats["flat"].append(pred.std() < 1e-2 * sd)
             stats["rmse"].append(float(np.sqrt(np.mean((pred - y.ravel()) ** 2))))
         name = "ReLU" if act == "relu" else "LeakyReLU(0.01)"
+        fractions[name] = {k: float(np.mean(stats[k])) for k in ("blocked0", "blocked", "const",
+                                                                 "flat")}
         rows.append([name, n_inits] + [f"{np.mean(stats[k]):.1%}" for k in
                                        ("blocked0", "blocked", "const", "flat")]
                     + [f"{np.median(stats['rmse']):.3f}"])
@@ -187,11 +190,45 @@ def collapse_study(n_inits, epochs_long, n_long):
         learned = np.array(learned).reshape(-1, 2)
         long_rows.append([name, n_long, epochs_long, f"{learned[:, 0].mean():.0%}",
                           f"{learned[:, 1].mean():.0%}"])
+        fractions[name].update(long_const=float(learned[:, 0].mean()),
+                               long_fits=float(learned[:, 1].mean()))
     head = ["activation", "inits", "blocked layer at init", "blocked layer after 1 epoch",
             "constant output (std < 1e-6 std(y))", "flat output (std < 1e-2 std(y))",
             "median RMSE"]
     return sd, table(head, rows), table(["activation", "inits", "epochs", "constant output",
-                                         "fits abs(x) (RMSE < std(y) / 2)"], long_rows)
+                                         "fits abs(x) (RMSE < std(y) / 2)"], long_rows), fractions
+
+
+def collapse_plot(fractions, n_inits, n_long, epochs_long, path):
+    """Bar chart of collapse_study's fractions: ReLU next to LeakyReLU for each criterion,
+    after 1 epoch (left) and after the longer training (right)."""
+    fig = Figure(figsize=(11, 4.4))
+    panels = ((("blocked0", "a layer blocked\nat init"), ("blocked", "a layer blocked\nafter 1 epoch"),
+               ("const", "constant output\n(std < 1e-6 std(y))"),
+               ("flat", "flat output\n(std < 1e-2 std(y))")),
+              (("long_const", "constant output"), ("long_fits", "fits |x|\n(RMSE < std(y) / 2)")))
+    titles = (f"{n_inits} random initialisations, 1 epoch of Adam",
+              f"first {n_long} initialisations, {epochs_long} epochs of Adam")
+    for p, (criteria, head) in enumerate(zip(panels, titles)):
+        ax = fig.add_subplot(1, 2, p + 1)
+        x = np.arange(len(criteria))
+        for k, (name, hatch) in enumerate((("ReLU", ""), ("LeakyReLU(0.01)", "//"))):
+            values = [100 * fractions[name][key] for key, _ in criteria]
+            bars = ax.bar(x + (k - 0.5) * 0.38, values, 0.38, color=f"C{k}", hatch=hatch,
+                          label=name)
+            ax.bar_label(bars, fmt="%.0f%%", fontsize="x-small")
+        ax.set_xticks(x)
+        ax.set_xticklabels([label for _, label in criteria], fontsize="small")
+        ax.set_ylim(0, 125)              # room for the legend above the 100% bars
+        ax.set_yticks(range(0, 101, 20))
+        ax.set_ylabel("networks (%)")
+        ax.set_xlabel("criterion")
+        plots.set_title(ax, head, fontsize="medium")
+        ax.grid(alpha=0.3, axis="y")
+        ax.legend(fontsize="small", loc="upper center", ncol=2)
+    plots.set_suptitle(fig, "Dying ReLU: 10 hidden layers of width 2 (He init) fitting y = |x|",
+                       fontsize="medium")
+    save(fig, path)
 
 
 # ---------------------------------------------------------------- (d) eggholder regression
@@ -285,14 +322,14 @@ def main(argv=None):
                    help="the homework's settings: 100,000 eggholder points, 200 epochs, all funnel "
                         "architectures")
     p.add_argument("--out", default="out/init_and_dead_relus", help="output folder")
-    p.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
+    p.add_argument("--smoke", action="store_true", help="tiny settings, for the tests")
     p.add_argument("--inits", type=int, default=None, help="initialisations in (c) (default 1000)")
     p.add_argument("--workers", type=int, default=None, help="sweep processes (default: cores)")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     t_start = time.perf_counter()
-    md = ["# S3: perceptron, initialisation, dying ReLUs, eggholder regression\n"]
+    md = ["# Perceptron, initialisation, dying ReLUs, eggholder regression\n"]
 
     t0 = time.perf_counter()
     repeats = 2 if args.smoke else 20
@@ -318,7 +355,8 @@ def main(argv=None):
     t0 = time.perf_counter()
     n_inits = args.inits or (20 if args.smoke else 1000)
     n_long, epochs_long = (4, 2) if args.smoke else (100 if not args.full else 1000, 20)
-    sd, tab, tab_long = collapse_study(n_inits, epochs_long, n_long)
+    sd, tab, tab_long, fractions = collapse_study(n_inits, epochs_long, n_long)
+    collapse_plot(fractions, n_inits, n_long, epochs_long, out / "dead_relus.png")
     md += ["## (c) Dying ReLU networks: 10 hidden layers of width 2\n",
            f"y = |x| on 3,000 points in [-sqrt 7, sqrt 7] (std(y) = {sd:.3f}); He init, Adam lr 1e-3, "
            "1 epoch, batch 64, MSE; one random initialisation per seed.\n"
@@ -335,8 +373,9 @@ def main(argv=None):
            "the constant state? (A dead ReLU layer gets no gradient, so it cannot; a blocked "
            "LeakyReLU layer still passes 0.01 x the gradient.)\n", tab_long,
            "\nReported (Lu et al. 2019, the homework): ~90% of the ReLU networks collapse; 0 with "
-           "LeakyReLU(0.01).\n", f"({time.perf_counter() - t0:.1f} s)\n"]
-    print("\n".join(md[-6:]), flush=True)
+           "LeakyReLU(0.01).\n", "![dying ReLU networks](dead_relus.png)\n",
+           f"({time.perf_counter() - t0:.1f} s)\n"]
+    print("\n".join(md[-7:]), flush=True)
 
     t0 = time.perf_counter()
     n, n_test, epochs = ((100_000, 10_000, 200) if args.full else

@@ -1,8 +1,8 @@
-"""S1: the optimizer lab on MNIST with fastmlp.
+"""The optimizer lab on MNIST with fastmlp.
 
     python examples/optimizers.py                 # bundled 8,000/2,000 MNIST subset, 20 epochs
     python examples/optimizers.py --data PATH     # full MNIST (IDX files), 50 epochs
-    python examples/optimizers.py --smoke         # 1 epoch on 500 images (CI)
+    python examples/optimizers.py --smoke         # 1 epoch on 500 images (tests)
 
 Network [784, 100, 30, 10], ReLU hidden units, softmax + cross-entropy, batch 100, pixels
 scaled to [0, 1]. One run per technique of the lab (plain SGD with lr 0.05, L2, L1, momentum
@@ -128,7 +128,7 @@ def main(argv=None):
     p.add_argument("--out", default="out/optimizers", help="output folder")
     p.add_argument("--epochs", type=int, default=None,
                    help="epochs per run (default 20 bundled, 50 with --data, 1 with --smoke)")
-    p.add_argument("--smoke", action="store_true", help="tiny settings, for CI")
+    p.add_argument("--smoke", action="store_true", help="tiny settings, for the tests")
     args = p.parse_args(argv)
     out = pathlib.Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -147,12 +147,13 @@ def main(argv=None):
               f"({per_epoch:.3f} s/epoch)", flush=True)
 
     top = max(max(h.history["val_accuracy"]) for h in histories.values())
+    high = min(1.0, top + 0.01)
     for name, low in (("val_accuracy.png", max(0.0, top - 0.1)), ("val_accuracy_full.png", 0.0)):
+        # the title names the axis range the figure shows
         fig = plots.plot_runs(histories, metric="val_accuracy", title=(
-            "S1: validation accuracy per epoch, [784, 100, 30, 10], batch 100"
-            + (f" (zoom: {low:.2f}-1)" if low else "")))
+            f"Optimizer lab: validation accuracy per epoch (y axis {low:.2f}-{high:.2f})"))
         ax = fig.axes[0]
-        ax.set_ylim(low, min(1.0, top + 0.01))
+        ax.set_ylim(low, high)
         ax.legend(fontsize="x-small", ncol=2, loc="lower right")
         fig.set_size_inches(8.5, 5.5)
         fig.tight_layout()
@@ -162,7 +163,7 @@ def main(argv=None):
              "|---|---|---|---|---|"]
     table += [f"| {label} | {v:.4f} | {t:.4f} | {s:.1f} | {e:.3f} |" for label, v, t, s, e in rows]
     best = max(rows, key=lambda r: r[2])
-    md = ["# S1: optimizer lab on MNIST\n",
+    md = ["# Optimizer lab on MNIST\n",
           f"{'Full MNIST' if args.data else 'Bundled MNIST subset'}: {n_train} training, "
           f"{n_val} validation, {n_test} test images; pixels / 255. Network [784, 100, 30, 10], "
           f"ReLU hidden units, softmax + cross-entropy (except the first run: sigmoid outputs + "

@@ -96,6 +96,15 @@ def parameters_block(model, history=None):
     return rows
 
 
+def final_cost_line(split, n, metrics):
+    """The report's one final-cost line: the trained model's cost on the first split given
+    (training data when given), from model.evaluate's metrics {"loss", "cost", ...}."""
+    penalty = metrics["cost"] - metrics["loss"]
+    return (f"Final cost: {metrics['cost']:.4f} = mean loss over the {n} {split} samples "
+            f"after training, in evaluation mode ({metrics['loss']:.4f}), + the L2/L1 penalty "
+            f"on the weights ({penalty:.4f})")
+
+
 def report(model, train=None, val=None, test=None, history=None, print_fn=print):
     """Markdown report of a trained model; printed with print_fn (None: not printed).
 
@@ -104,7 +113,9 @@ def report(model, train=None, val=None, test=None, history=None, print_fn=print)
     (default model.history): its params give batch size, epochs and seed, its
     `initial` the accuracy before training ("accuracy" for train, "val_accuracy"
     for val; test has none: "n/a"). Accuracy after training, loss and cost come
-    from model.evaluate. Returns the text.
+    from model.evaluate. One final-cost line follows the table: the cost of the first
+    split given (see final_cost_line), or without data the last epoch's cost of history.
+    Returns the text.
     """
     model._require_built()
     history = model.history if history is None else history
@@ -130,11 +141,12 @@ def report(model, train=None, val=None, test=None, history=None, print_fn=print)
             b = "n/a" if before is None else f"{100 * before:.2f}%"
             lines.append(f"| {name} | {n} | {b} | {100 * m['accuracy']:.2f}% "
                          f"| {m['loss']:.4f} | {m['cost']:.4f} |")
-        final = results[0][3]["cost"]
-        lines += ["", f"Final cost ({results[0][0]}): {final:.4f}"]
-    if history is not None and history.history.get("cost"):
-        lines.append(f"Final training cost (last epoch, training mode): "
-                     f"{history.history['cost'][-1]:.4f}")
+        name, n, _, m = results[0]
+        lines += ["", final_cost_line(name, n, m)]
+    elif history is not None and history.history.get("cost"):
+        lines += ["", f"Final cost: {history.history['cost'][-1]:.4f} = the last epoch's mean "
+                      "minibatch loss (training mode) + the L2/L1 penalty at its end (no data "
+                      "given to evaluate)"]
     text = "\n".join(lines) + "\n"
     if print_fn is not None:
         print_fn(text)

@@ -124,20 +124,34 @@ class SweepResult:
 
     def to_markdown(self, metric=None, mode="max"):
         """Markdown table: config fields, result fields, status, seconds (error when any);
-        best first by metric when given, else in config order."""
+        best first by metric when given, else in config order. With two or more rows, a
+        field (or status) with the same value in every row is left out of the table and
+        named once in a line under it."""
         rows = self.sorted(metric, mode) if metric else self.rows
         fields = list(dict.fromkeys(k for r in rows for k in r if k not in RESERVED))
         fields.sort(key=lambda f: f not in self.config_fields)     # config fields first
         cols = fields + ["status", "seconds"] + ["error"] * any(r["status"] != "ok" for r in rows)
-        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
 
         def cell(v, digits):
             v = "" if v is None else f"{v:.{digits}g}" if isinstance(v, float) else str(v)
             v = v.replace("|", "\\|").replace("\n", " ")
             return v if len(v) <= 120 else v[:117] + "..."
+
+        def digits(c):
+            return 6 if c in self.config_fields else 4
+        constant = []
+        if len(rows) > 1:
+            constant = [c for c in cols if c not in ("seconds", "error")
+                        and len({repr(r.get(c)) for r in rows}) == 1]
+            cols = [c for c in cols if c not in constant]
+        lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
         for r in rows:
-            cells = [cell(r.get(c), 6 if c in self.config_fields else 4) for c in cols]
+            cells = [cell(r.get(c), digits(c)) for c in cols]
             lines.append("| " + " | ".join(cells) + " |")
+        if constant:
+            same = ", ".join(f"{c} = {cell(rows[0].get(c), digits(c)) or '(empty)'}"
+                             for c in constant)
+            lines += ["", f"Same in every row (not shown): {same}."]
         return "\n".join(lines) + "\n"
 
 

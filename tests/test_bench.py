@@ -67,6 +67,66 @@ def test_target_lines_judge_each_ratio_and_the_compile_times():
                         "contended W2": "met", "contended W3-b256": "NOT met"}
 
 
+def test_busy_host_judges_no_timing():
+    results = [{"workload": "W1", "speedup_vs_torch": 3.2, "fastmlp": {"gflops": 90.0}}]
+    compile_info = {"cold_import_plus_first_fit_s": 20.5, "warm_import_plus_first_fit_s": 0.7,
+                    "cold_notice": "fastmlp: compiling ..."}
+    lines = bench.target_lines(results, 200.0, compile_info, busy=True)
+    verdicts = {line.split(":")[0].strip(): line.rsplit(": ", 1)[1] for line in lines}
+    assert verdicts == {"W1 vs torch 3.20x >= 3.0x": "host busy, not judged",
+                        "cold import + first fit 20.5 s <= 20 s": "host busy, not judged",
+                        "warm import + first fit 0.70 s <= 1 s": "host busy, not judged",
+                        # not a timing: judged on a busy host too
+                        "compile notice shown on a cold first fit": "met"}
+    # --quick's compile figures have no cold run: only the warm-start target
+    quick = bench.target_lines([], 200.0, {"first_import_plus_first_fit_s": 0.9,
+                                           "warm_import_plus_first_fit_s": 1.5})
+    assert quick == ["  warm import + first fit 1.50 s <= 1 s: NOT met"]
+
+
+@pytest.mark.parametrize("sgemm, quiet, busy", [(98.0, 197.0, True), (99.0, 197.0, False),
+                                                (33.0, None, False), (300.0, 197.0, False)])
+def test_host_check_halves_the_quiet_figure(sgemm, quiet, busy):
+    got, text = bench.host_check(sgemm, quiet)
+    assert got is busy
+    assert ("busy" in text) is busy
+    if quiet:
+        assert f"{100 * sgemm / quiet:.0f}% of the quiet figure" in text
+
+
+def test_quiet_sgemm_is_the_best_run_of_this_machine(tmp_path):
+    def write(name, **doc):
+        (tmp_path / name).write_text(json.dumps(doc))
+    here = dict(cores=2, threads=2, machine="Linux-6.1-x86_64-with-glibc2.36")
+    write("a.json", sgemm_gflops=181.0, **here)
+    write("b.json", sgemm_gflops=196.5, **here)
+    write("c.json", sgemm_gflops=190.0, cpu_model="AMD EPYC", **here)
+    write("other-cpu.json", sgemm_gflops=900.0, cpu_model="Other CPU", **here)
+    write("4-cores.json", sgemm_gflops=400.0, **dict(here, cores=4))
+    write("1-thread.json", sgemm_gflops=300.0, **dict(here, threads=1))
+    write("arm.json", sgemm_gflops=500.0, **dict(here, machine="Linux-6.1-aarch64"))
+    write("no-rate.json", **here)
+    (tmp_path / "broken.json").write_text("{")
+    (tmp_path / "notes.txt").write_text("sgemm 999")
+    kw = dict(results_dir=str(tmp_path), cores=2, model="AMD EPYC", arch="x86_64")
+    assert bench.quiet_sgemm(2, **kw) == (196.5, "b.json")
+    assert bench.quiet_sgemm(1, **kw) == (300.0, "1-thread.json")
+    assert bench.quiet_sgemm(2, **dict(kw, cores=8)) == (None, None)
+    assert bench.quiet_sgemm(2, **dict(kw, results_dir=str(tmp_path / "absent"))) == (None, None)
+
+
+def test_recorded_results_give_a_quiet_figure_for_their_machine():
+    """Each file in bench/results is found by a lookup with its own machine's figures."""
+    import glob
+    import os
+    files = sorted(glob.glob(os.path.join(bench.RESULTS_DIR, "*.json")))
+    assert files, "bench/results holds the recorded runs"
+    doc = json.loads(open(files[-1]).read())
+    rate, _ = bench.quiet_sgemm(doc["threads"], cores=doc["cores"],
+                                model=doc.get("cpu_model", ""), arch="x86_64")
+    assert rate is not None and rate >= doc["sgemm_gflops"]
+
+
 def test_int_list_option():
     assert bench.int_list("300, 600,900") == [300, 600, 900]
     for bad in ("", "a,b", "0,5"):
@@ -97,6 +157,15 @@ def test_quick_sizes_shrink_everything():
     assert max(quick["scaling_widths"]) <= 256 < max(full["scaling_widths"])
     for key in ("width_samples", "threads_samples", "memory_samples"):
         assert 5 * quick[key] == full[key]
+    parse = bench.build_parser().parse_args
+    assert bench.timed_epochs(parse(["--quick"])) == bench.QUICK_EPOCHS < 3
+    assert bench.timed_epochs(parse([])) == 3 == bench.timed_epochs(parse(["--epochs", "1"]))
+    assert bench.timed_epochs(parse(["--quick", "--epochs", "5"])) == 5
+    # --quick: numpy and PyTorch on whole batches of at most QUICK_REF_SAMPLES samples
+    for n, batch in ((10000, 32), (10000, 256), (12000, 100), (900, 1000), (500, 100)):
+        m = bench.reference_samples(n, batch, quick=True)
+        assert m <= n and (m == n or (m % batch == 0 and m <= max(batch, bench.QUICK_REF_SAMPLES)))
+        assert bench.reference_samples(n, batch, quick=False) == n
 
 
 def check_fit_consistent(section, x_of):
@@ -120,7 +189,8 @@ def test_main_smoke_with_tiny_scaling_and_threads(tmp_path, capsys, monkeypatch)
     # main() calls fm.set_num_threads(1): give later tests their default back
     monkeypatch.setattr(_threads, "_default_threads", _threads._default_threads)
     out = tmp_path / "bench.json"
-    bench.main(["--quick", "--no-torch", "--no-numpy", "--no-compile", "--no-memory",
+    # a quiet figure no host reaches: the host counts as busy
+    bench.main(["--quick", "--no-torch", "--no-compile", "--no-memory", "--quiet-sgemm", "1e9",
                 "--workload", "W2", "--epochs", "3", "--threads", "1", "--scaling",
                 "--scaling-samples", "300,600,900", "--scaling-widths", "8,16,32",
                 "--scaling-width-samples", "300", "--threads-samples", "512",
@@ -129,6 +199,22 @@ def test_main_smoke_with_tiny_scaling_and_threads(tmp_path, capsys, monkeypatch)
     doc = json.loads(out.read_text())
     assert doc["memory"] is None and doc["quick"] is True
     assert [r["workload"] for r in doc["results"]] == ["W2"]
+    # the host's sgemm rate comes first, right after the header line
+    lines = text.splitlines()
+    assert lines[1].startswith("numpy sgemm 2048^2:") and "host busy" in lines[1]
+    assert doc["host_busy"] is True and doc["quiet_sgemm_gflops"] == 1e9
+    assert "host busy, not judged" in text and "NOT met" not in text and ": met" not in text
+    # --quick: the numpy reference ran on the first samples, its s/epoch scaled to n
+    row = doc["results"][0]
+    n, ref = row["n_samples"], row["numpy"]
+    assert n == 60000 // 5 and ref["timed_samples"] == bench.reference_samples(n, 100, True) < n
+    assert len(ref["epoch_times"]) == 3 and "timed_samples" not in row["fastmlp"]
+    assert ref["s_per_epoch"] == pytest.approx(np.median(ref["epoch_times"]) * n
+                                               / ref["timed_samples"])
+    assert row["speedup_vs_numpy"] == pytest.approx(ref["s_per_epoch"]
+                                                    / row["fastmlp"]["s_per_epoch"])
+    assert f"on {ref['timed_samples']} samples, scaled to {n}" in text
+    assert "bench took" in text
     s, w = doc["scaling"]["samples"], doc["scaling"]["width"]
     assert [p["n_samples"] for p in s["points"]] == [300, 600, 900]
     assert [p["width"] for p in w["points"]] == [8, 16, 32]

@@ -12,7 +12,7 @@ CASES = {
                 "lambda_fine.png", "curves_3-layer_bn.png"], "## Lambda search"),
     "optimizers": (["val_accuracy.png", "val_accuracy_full.png"], "| AMSGrad |"),
     "init_and_dead_relus": (["activations_grid.png", "activations_relu_He.png",
-                             "activations_tanh_sigma0.01.png", "eggholder.png"],
+                             "activations_tanh_sigma0.01.png", "dead_relus.png", "eggholder.png"],
                             "## (c) Dying ReLU networks"),
     "fashion_curves": (["learning_curves.png"], "## Model summaries"),
     "sklearn_and_dask": (["val_score_vs_alpha.png"], "## Grid search"),

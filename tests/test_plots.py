@@ -55,9 +55,11 @@ def test_plot_history(runs, tmp_path):
     path = tmp_path / "sub" / "history.png"
     fig = plots.plot_history(runs["BN"], path=path)
     axes = _check(fig, path)
-    assert [ax.get_title() for ax in axes] == ["loss", "cost", "accuracy"]
-    train, val = axes[2].get_lines()[:2]
+    # no penalty: cost equals loss, so its panel is left out and the loss panel says so
     hist = runs["BN"]
+    assert hist.history["cost"] == hist.history["loss"]
+    assert [ax.get_title() for ax in axes] == ["loss (= cost: no L2/L1 penalty)", "accuracy"]
+    train, val = axes[1].get_lines()[:2]
     assert list(train.get_xdata()) == [0, 1, 2, 3]   # history.initial as epoch 0
     assert train.get_ydata()[0] == hist.initial["accuracy"]
     assert list(val.get_ydata()[1:]) == hist.history["val_accuracy"]
@@ -65,6 +67,55 @@ def test_plot_history(runs, tmp_path):
     assert list(fig.get_axes()[0].get_lines()[0].get_xdata()) == [1, 2, 3]
     with pytest.raises(ValueError, match="none of the metrics"):
         plots.plot_history(hist, metrics=("nope",))
+
+
+def test_plot_history_keeps_a_cost_that_differs(tmp_path):
+    model = fm.Sequential([fm.Dense(10), fm.ReLU(), fm.Dense(K), fm.Softmax()], seed=0)
+    X, y = _data()
+    hist = model.fit(X, y, epochs=3, batch_size=16, optimizer=fm.SGD(0.05), l2=0.01,
+                     validation_split=0.25, verbose=0, n_threads=1)
+    assert hist.history["cost"][-1] > hist.history["loss"][-1]
+    fig = plots.plot_history(hist, path=tmp_path / "l2.png")
+    axes = _check(fig, tmp_path / "l2.png")
+    assert [ax.get_title() for ax in axes] == ["loss", "cost", "accuracy"]
+
+
+def _inside(fig, artist):
+    """True when artist's rendered box lies within the figure's."""
+    fig.canvas.draw()
+    box = artist.get_window_extent(renderer=fig.canvas.get_renderer())
+    frame = fig.bbox
+    return box.x0 >= frame.x0 - 1 and box.x1 <= frame.x1 + 1 and box.y1 <= frame.y1 + 1
+
+
+def test_long_titles_are_wrapped_to_fit(runs, tmp_path):
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    long = ("S3: hidden-layer activations of the untrained 5 x 100 network on 1,000 MNIST test "
+            "images (ReLU row: log10 of the positive values; a red bar marks a constant layer)")
+    fig = Figure(figsize=(6, 4))
+    FigureCanvasAgg(fig)
+    fig.add_subplot(1, 1, 1)
+    unwrapped = fig.suptitle(long, fontsize="medium")
+    assert not _inside(fig, unwrapped)       # as matplotlib draws it: cut at the edges
+    title = plots.set_suptitle(fig, long, fontsize="medium")
+    assert "\n" in title.get_text() and title.get_text().replace("\n", " ") == long
+    assert _inside(fig, title)
+    fig = plots.plot_runs(runs, title=long, path=tmp_path / "long.png")
+    FigureCanvasAgg(fig)
+    assert _inside(fig, fig.axes[0].title)
+
+
+def test_plot_runs_gives_every_run_its_own_look(runs, tmp_path):
+    many = {f"run {r}": runs["BN" if r % 2 else "no BN"] for r in range(18)}
+    for metric in ("val_accuracy", ["accuracy", "val_accuracy"]):
+        fig = plots.plot_runs(many, metric=metric, path=tmp_path / "many.png")
+        lines = fig.axes[0].get_lines()
+        looks = {(l.get_color(), l.get_linestyle(), l.get_marker()) for l in lines}
+        assert len(lines) == 18 * (1 if isinstance(metric, str) else 2) == len(looks)
+        # the legend shows the same look as each line
+        handles = fig.axes[0].get_legend().legend_handles
+        assert [(h.get_color(), h.get_linestyle(), h.get_marker()) for h in handles] == \
+            [(l.get_color(), l.get_linestyle(), l.get_marker()) for l in lines]
 
 
 def test_plot_history_of_a_continued_fit(tmp_path):

@@ -61,8 +61,24 @@ def test_numbers_match_evaluate(trained):
         assert after == f"{100 * m['accuracy']:.2f}%"
         assert loss == f"{m['loss']:.4f}" and cost == f"{m['cost']:.4f}"
         assert before == ("n/a" if key is None else f"{100 * history.initial[key]:.2f}%")
-    assert f"Final cost (train): {model.evaluate(*train)['cost']:.4f}" in text
-    assert f"{history.history['cost'][-1]:.4f}" in text
+    m = model.evaluate(*train)
+    finals = [l for l in text.splitlines() if "final" in l.lower() and "cost" in l.lower()]
+    assert len(finals) == 1                      # one final cost, defined on its line
+    assert finals[0].startswith(f"Final cost: {m['cost']:.4f} = mean loss over the "
+                                f"{len(train[0])} train samples")
+    # the penalty it names is the L2 term, computed here from the weights
+    l2_term = 0.003 * sum(float((w.astype(np.float64) ** 2).sum())
+                          for w in model.get_weights() if w.ndim == 2)
+    assert f"({m['loss']:.4f}), + the L2/L1 penalty on the weights ({l2_term:.4f})" in finals[0]
+
+
+def test_final_cost_without_data_is_the_history_cost(trained):
+    model, history, *_ = trained
+    text = fm.report(model, print_fn=None)
+    finals = [l for l in text.splitlines() if "final" in l.lower() and "cost" in l.lower()]
+    assert finals == [f"Final cost: {history.history['cost'][-1]:.4f} = the last epoch's mean "
+                      "minibatch loss (training mode) + the L2/L1 penalty at its end (no data "
+                      "given to evaluate)"]
 
 
 def test_printed_by_default(trained, capsys):

@@ -209,6 +209,23 @@ def test_sorted_best_and_markdown(tmp_path):
     assert isinstance(res, SweepResult) and len(res) == 4
 
 
+def test_markdown_leaves_out_constant_columns():
+    configs = grid(x=[1, 3, 2], y=[10], path=["/data/set.csv"])
+    res = run_sweep(lambda x, y, path: square(x, y), configs, executor="sequential",
+                    progress=False)
+    lines = res.to_markdown("value").splitlines()
+    assert lines[0] == "| x | value | neg | seconds |"
+    assert [line.split("|")[1].strip() for line in lines[2:5]] == ["3", "2", "1"]
+    assert lines[-1] == "Same in every row (not shown): y = 10, path = /data/set.csv, status = ok."
+    # a result that differs only beyond the printed digits is not constant
+    close = run_sweep(lambda x: {"v": 1.0 + x * 1e-9}, grid(x=[1, 2]), executor="sequential",
+                      progress=False)
+    assert close.to_markdown().splitlines()[0] == "| x | v | seconds |"
+    # a single row keeps every column
+    one = run_sweep(square, grid(x=[2], y=[10]), n_workers=0, progress=False)
+    assert one.to_markdown().splitlines()[0] == "| x | y | value | neg | status | seconds |"
+
+
 def test_custom_executor(tmp_path):
     configs = grid(x=[1, 2, 3, 4], y=[10])
     with ThreadPoolExecutor(2) as pool:
