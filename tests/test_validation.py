@@ -3,20 +3,10 @@ import numpy as np
 import pytest
 
 import fastmlp as fm
+# the data and configuration of tests/test_checkpoint.py (its kernels are cached)
+from test_checkpoint import _data, _model
 
 INF, NAN = float("inf"), float("nan")
-
-
-def _data():
-    rng = np.random.default_rng(0)
-    X = rng.standard_normal((120, 10)).astype(np.float32)
-    return X, (X[:, 0] > 0).astype(int) + (X[:, 1] > 0)
-
-
-def _model():
-    # the configuration of tests/test_checkpoint.py (its kernels are cached)
-    return fm.Sequential([fm.Dense(16), fm.BatchNorm(), fm.ReLU(), fm.Dropout(0.2),
-                          fm.Dense(3), fm.Softmax()], seed=3)
 
 
 def _snapshot(model):
