@@ -180,29 +180,19 @@ import os, signal, sys
 import numpy as np
 import pytest
 import fastmlp as fm
-from fastmlp import training
 sys.path.insert(0, os.path.dirname(sys.argv[2]))
-from test_checkpoint import _data, _model, _optimizer, TOTAL_EPOCHS
-
-def signal_after(n_calls, signum):
-    original = training.EpochRunner.run_steps
-    calls = [0]
-    def run_steps(self, *args):
-        out = original(self, *args)
-        calls[0] += 1
-        if calls[0] == n_calls:
-            os.kill(os.getpid(), signum)
-        return out
-    training.EpochRunner.run_steps = run_steps
+from test_checkpoint import _data, _model, _optimizer, _signal_after, TOTAL_EPOCHS
 
 path = sys.argv[1]
 X, y = _data()
-signal_after(11, signal.SIGINT)      # Ctrl-C in epoch 2: a mid-epoch checkpoint
+patch = pytest.MonkeyPatch()
+_signal_after(patch, 11, signal.SIGINT)      # Ctrl-C in epoch 2: a mid-epoch checkpoint
 model = _model()
 model.fit(X, y, epochs=TOTAL_EPOCHS, batch_size=16, verbose=0, optimizer=_optimizer(),
           checkpoint=path)
 model = fm.load(path)
-signal_after(7, signal.SIGKILL)     # kill -9 in epoch 3, after epoch 2's checkpoint
+patch.undo()
+_signal_after(patch, 7, signal.SIGKILL)     # kill -9 in epoch 3, after epoch 2's checkpoint
 model.fit(X, y, epochs=TOTAL_EPOCHS - model.epochs_done, batch_size=16, verbose=0,
           checkpoint=path)
 """
