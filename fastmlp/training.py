@@ -156,6 +156,7 @@ class EpochRunner:
         """
         done = 0
         snapshot = Snapshot(self.model, start)
+        failure = None   # (bad step, stop reason, after) for diverged
         try:
             while done < n_steps and not stop.requested:
                 k = min(chunk, n_steps - done)
@@ -164,13 +165,13 @@ class EpochRunner:
                 progress.update(ran, loss=(float(np.mean(self.step_loss[start:start + done]))
                                            if done else None))
                 if ran < k:
-                    kept, error = self.diverged(snapshot, order, start + done, reason, epoch,
-                                                history)
-                    done = kept - start
-                    raise error
-            if done == n_steps > 0 and not self.outputs_finite(order, start + done - 1):
-                kept, error = self.diverged(snapshot, order, start + done - 1, L.STOP_LOSS,
-                                            epoch, history, after=True)
+                    failure = (start + done, reason, False)
+                    break
+            if (failure is None and done == n_steps > 0
+                    and not self.outputs_finite(order, start + done - 1)):
+                failure = (start + done - 1, L.STOP_LOSS, True)
+            if failure is not None:
+                kept, error = self.diverged(snapshot, order, *failure, epoch, history)
                 done = kept - start
                 raise error
         finally:
@@ -194,7 +195,7 @@ class EpochRunner:
                          self.n_chunks)[1]
         return bool(np.isfinite(loss))
 
-    def diverged(self, snapshot, order, bad_step, reason, epoch, history, after=False):
+    def diverged(self, snapshot, order, bad_step, reason, after, epoch, history):
         """Rewind after step `bad_step` of the epoch met a NaN or inf; returns (the steps of
         the epoch the model now holds, the DivergenceError to raise).
 
@@ -203,12 +204,8 @@ class EpochRunner:
         also undoes the update before it, whose weights gave that loss, unless that update
         lies before the snapshot (it counted already; the snapshot is kept). after: step
         bad_step ran, and the weights it left fail outputs_finite: it is undone."""
-        if after:
-            target = bad_step
-        elif reason == L.STOP_LOSS and bad_step > snapshot.epoch_step:
-            target = bad_step - 1
-        else:
-            target = bad_step
+        undo_previous = not after and reason == L.STOP_LOSS and bad_step > snapshot.epoch_step
+        target = bad_step - 1 if undo_previous else bad_step
         self.rewind(snapshot, order, target)
         m = self.model
         failed = m.step + (bad_step - target) + 1    # the failing update, counted from 1
