@@ -189,8 +189,9 @@ def input_stride(n_features):
     Rows a multiple of 4 KiB apart (3072 float32 features: 12 KiB) fall in the same
     L1 set, so a GEMM walking down a column of the batch (dW = X^T dZ) evicts its own
     lines. An odd multiple of 64 bytes (16 float32) spreads the rows over the sets.
-    Measured on W1's first layer, 1 thread: the register-tiled dW 65 -> 92 GFLOP/s
-    (rows 12 KiB apart vs 3088 floats)."""
+    Measured on W1's first layer, 1 thread, when register tiles computed its dW: 65 ->
+    92 GFLOP/s (rows 12 KiB apart vs 3088 floats). The tiles still read the batch
+    unpacked for small batches (kernels/tile_gemm.py)."""
     return n_features + (16 - n_features % 32) % 32
 
 

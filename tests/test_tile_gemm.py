@@ -1,6 +1,7 @@
 """The register-tiled GEMM (kernels/tile_gemm.py) against numpy's float64 product,
-on strided blocks of flat buffers, the three operand forms (A @ B, A^T @ B, A @ B^T),
-and the shapes where its panels, row blocks, k passes and leftover columns meet."""
+on strided blocks of flat buffers, its two operand forms (A @ B, A @ B^T), the
+shapes where its panels, row blocks, k passes and leftover columns meet, and the
+dispatch between the tiles and BLAS (whose three operand forms `gemm` serves)."""
 import numba
 import numpy as np
 import pytest
@@ -19,11 +20,11 @@ tg.link_gemm(np.float64)
 @numba.njit
 def tile_gemm(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """The tile path itself, without the choice between tiles and BLAS: dot tiles for
-    A @ B^T, register tiles for A @ B and A^T @ B."""
+    A @ B^T, register tiles for A @ B (trans_a must be 0)."""
     if trans_b:
         tg.gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
     else:
-        tg.tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+        tg.tile_gemm(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
 
 
 @numba.njit
@@ -72,17 +73,16 @@ def assert_same_weights(model, other):
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (1, 0), (0, 1)])
+@pytest.mark.parametrize("trans_a,trans_b", [(0, 0), (0, 1)])
 @pytest.mark.parametrize("m,n,k", [
-    (100, 50, 300),   # W1's first layer: 2 panels + 2 leftover columns, 3 k passes
+    (100, 50, 300),   # 2 panels + 2 leftover columns, 3 k passes
     (5, 24, 128),     # one panel, a partial row block, exactly one k pass
     (3, 48, 129),     # rows fewer than a tile, a 1-long last k pass
-    (50, 52, 1),      # 4 leftover columns (flipped when trans_a), k = 1
-    (29, 60, 77),     # 4 leftover float32 columns; A^T @ B: under a flipped panel's rows (BLAS)
-    (100, 60, 130),   # A^T @ B: B's strips packed (rows 256 bytes apart), flipped, 2 k passes
-    (150, 47, 2100),  # 7 leftover f32 columns (3 f64): 3 blocks of k for A @ B's leftover
-                      # columns, flipped 4 + 3 of them for A^T @ B
-    (97, 25, 40),     # 1 leftover column; A^T @ B: 96 rows flipped, 1 by BLAS
+    (50, 52, 1),      # 4 leftover columns, k = 1
+    (29, 60, 77),     # 4 leftover float32 columns
+    (100, 64, 130),   # B's strips packed (rows 256 bytes apart), 2 k passes
+    (150, 47, 2100),  # 7 leftover f32 columns (3 f64): 3 blocks of k for the leftover columns
+    (97, 25, 40),     # 1 leftover column
     (60, 51, 300),    # 3 leftover columns
     (1, 64, 40),
     (4, 30, 0),       # k = 0: C = 0
@@ -119,11 +119,10 @@ def test_gemm_dispatch_matches_numpy(dtype, trans_a, trans_b, n, m, k):
 
 
 @pytest.mark.parametrize("trans_a,trans_b,m,n,k", [
-    (0, 0, 20, 50, 700),    # W1's forward: 50 columns
-    (1, 0, 300, 50, 100),   # W1's dW
     (0, 0, 32, 256, 512),   # W3's forward at batch 32 (one thread's columns)
-    (1, 0, 256, 512, 32),   # W3's dW at batch 32
+    (0, 0, 16, 512, 784),   # W3's first layer, one thread's 16 rows
     (0, 1, 32, 256, 512),   # W3's dX at batch 32
+    (0, 0, 5, 130, 9),      # 2 leftover columns after the panels
 ])
 def test_tile_gemm_is_what_dispatch_runs_for_skinny_products(trans_a, trans_b, m, n, k):
     """Guards the dispatch rule: these float32 products go to the tiles (where the host
@@ -145,9 +144,13 @@ def test_tile_gemm_is_what_dispatch_runs_for_skinny_products(trans_a, trans_b, m
 
 @pytest.mark.parametrize("trans_a,trans_b,m,n,k", [
     (0, 0, 256, 512, 512),   # W3's forward at batch 256: BLAS
+    (0, 0, 33, 512, 512),    # one row more than the tiles take
     (1, 0, 512, 512, 256),   # W3's dW at batch 256
-    (0, 0, 100, 10, 50),     # 10 columns: too narrow for a tile panel
-    (0, 1, 256, 512, 512),   # dX with A larger than half of L2
+    (1, 0, 256, 512, 32),    # W3's dW at batch 32: dW is always BLAS's
+    (0, 0, 100, 50, 1536),   # W1's forward (100 rows, 50 columns)
+    (0, 0, 16, 100, 784),    # 100 columns: narrower than MIN_B_ROW_BYTES
+    (0, 1, 128, 512, 512),   # W3's dX at batch 256 (128 rows per thread)
+    (0, 1, 16, 512, 32),     # dX of rows shorter than DOT_MIN_K_BYTES
 ])
 def test_blas_takes_the_large_and_the_narrow_products(trans_a, trans_b, m, n, k):
     assert not tiles_pay_off(trans_a, trans_b, m, n, k, 4)
@@ -161,25 +164,27 @@ def test_input_stride_is_an_odd_multiple_of_16(d, expected):
 
 
 def test_two_thread_fit_through_tiles_and_padded_batch_matches_one_thread():
-    """A float64 net whose first layer is split along its 64 inputs on 2 threads: the
-    batch buffer gets padded rows (stride 80) and the first layer's forward and dW go
-    through the tiles (30 columns: 2 panels of 12 + 6 left over, flipped for dW). One
-    thread runs the unsplit BLAS path; both must train the same weights."""
+    """A float64 net whose first layer is split along its 160 inputs on 2 threads: the
+    batch buffer gets padded rows (stride 176) and each thread's half of the first
+    layer's forward (16 rows x 80 inputs x 66 columns) goes through the tiles (4 wide
+    and 2 narrow panels, 2 columns left over). One thread runs the unsplit product;
+    both must train the same weights."""
     import fastmlp.kernels.layout as L
 
     rng = np.random.default_rng(5)
-    X = rng.normal(size=(90, 64))
+    X = rng.normal(size=(90, 160))
     y = rng.integers(0, 3, size=90)
+    assert tiles_pay_off(0, 0, 16, 66, 80, 8)
 
     def fit(n_threads):
-        model = fm.Sequential([fm.Dense(30), fm.BatchNorm(), fm.ReLU(), fm.Dense(3),
+        model = fm.Sequential([fm.Dense(66), fm.BatchNorm(), fm.ReLU(), fm.Dense(3),
                                fm.Softmax()], dtype=np.float64, seed=0)
         model.fit(X, y, epochs=2, batch_size=16, l2=0.01, verbose=0, n_threads=n_threads)
         return model
 
     two = fit(2)
     ops = two.plan.ops_for_batch(16, 2)
-    assert ops[0, L.F_TILED] == L.TILE_K and ops[0, L.F_LD] == input_stride(64) == 80
+    assert ops[0, L.F_TILED] == L.TILE_K and ops[0, L.F_LD] == input_stride(160) == 176
     assert (ops[1:, L.F_LD] == ops[1:, L.F_NIN]).all()
     one = fit(1)
     assert_same_weights(two, one)

@@ -1,31 +1,40 @@
-"""Register-tiled GEMMs for the shapes where OpenBLAS loses to its own packing:
-narrow layers (few output columns) and wide layers on small batches.
+"""Register-tiled GEMMs for the products where OpenBLAS loses to its own packing:
+a small batch (at most 32 rows per call) against a wide weight matrix, as in W3's
+512-wide layers at batch 32.
 
-OpenBLAS runs W1's first layer (100 x 3072 @ 3072 x 50 forward, 3072 x 100 @ 100 x 50
-for dW) at 65-70% of its sgemm peak, and W3's 512-wide layers at batch 32 (one
-thread's half: 32 x 512 @ 512 x 256) at about 51 GFLOP/s, half its peak: with 50
-columns, or 32 rows, packing is a large share of the work. Here:
-
-- `fma_tile` keeps an R x (V vectors) block of C in vector registers (the
-  "micro-kernel" of Goto & van de Geijn, "Anatomy of high-performance matrix
-  multiplication", ACM TOMS 2008) while it streams a strip of A (one scalar per row,
-  broadcast) and of B (V vectors per row) through L1. B's strip is copied to
-  contiguous rows only when its rows are a multiple of 128 bytes apart (they would
-  share a few L1 sets); A is never packed.
+- `fma_tile` serves C = A @ B (the forward, X @ W): it keeps an R x (V vectors)
+  block of C in vector registers (the "micro-kernel" of Goto & van de Geijn,
+  "Anatomy of high-performance matrix multiplication", ACM TOMS 2008) while it
+  streams a strip of A (one scalar per row, broadcast) and of B (V vectors per row)
+  through L1. B's strip is copied to contiguous rows only when its rows are a
+  multiple of 128 bytes apart (they would share a few L1 sets); A is never packed.
+  The n % lanes columns past the last whole vector get dot tiles of their own
+  (`rest_columns`).
 - `dot_tile` serves C = A @ B^T (dX = dZ @ W^T): R x Q vector accumulators run along
   the contiguous k of both operands, then each is summed across its lanes.
 
-Measured on the bench host (AMD EPYC Zen 2, 1 thread, GFLOP/s, tiles vs OpenBLAS):
-W1 (K = 1536 per thread, A's rows padded, see `plan.input_stride`) forward 87 vs 67,
-dW 84 vs 65 (the 48 tiled columns alone: 95 and 91); W3 at batch 32 forward 80 vs 51,
-dW 88 vs 76, dX 87 vs 51; at batch 256 OpenBLAS is as fast or faster, and `gemm_entry`
-(below) picks BLAS there. On an AVX-512 EPYC (2026-12), tiles vs OpenBLAS: W1 forward
-94 vs 73, dW 85 vs 75; W3 at batch 32 forward 86 vs 54, dX 102 vs 69.
+`tiles_pay_off` picks the tiles only where they measured faster. On the bench host
+(2-core AMD EPYC with AVX-512, OpenBLAS 0.3.30 SkylakeX kernels, 2026-12-02), tiles
+and BLAS alternated in one process, GFLOP/s best / median of 9, 1 thread:
 
-The n % 8 columns past the last whole vector (W1's 50 = 48 + 2, W2's 100 = 96 + 4)
-get tiles of their own (`rest_columns`, `flipped_rest_columns`): BLAS took 43 us for
-W1's forward 100 x 1536 @ 1536 x 2, a quarter of the whole product's time, and
-2-thread W1 epochs went 0.272 -> 0.221 s when the tiles replaced it.
+| product | tiles | BLAS |
+|---|---|---|
+| W3 b32 forward, 32 x 512 @ 512 x 256 | 82 / 56 | 69 / 60 |
+| W3 b32 dX, 32 x 512 @ (256 x 512)^T | 87 / 64 | 59 / 52 |
+| W3 b32 dW, (32 x 256)^T @ 32 x 512 | 67 / 52 | 77 / 72 |
+| W3 b256 dX, 128 x 512 @ (512 x 512)^T | 79 / 61 | 88 / 83 |
+| W2 forward, 50 x 784 @ 784 x 100 | 60 / 58 | 68 / 67 |
+| W2 dW, (100 x 392)^T @ 100 x 100 | 61 / 58 | 76 / 74 |
+| W2 second layer, 50 x 100 @ 100 x 30 | 39 / 39 | 67 / 66 |
+| W1 forward, 100 x 1536 @ 1536 x 50 | 90 / 77 | 81 / 75 |
+| W1 dW, (100 x 1536)^T @ 100 x 50 | 64 / 55 | 66 / 63 |
+
+On 2 threads the same ordering held, with wider gaps (W3 b256 dX: 126 / 122 tiles
+against 167 / 163 BLAS). Whole epochs, tiles by the earlier, wider rule against this
+one (2 threads, s/epoch, best of 3, interleaved processes): W3-b32 2.00 -> 1.33
+(1 thread: 3.03 -> 2.32), W1 0.207 -> 0.137; W2 and W3-b256 within the host's noise.
+Earlier measurements (2026-11) had the tiles ahead on W1's and W2's narrow layers
+and on dW; they no longer are, so the A^T @ B tiles were removed.
 
 Tiles are written as LLVM IR (`@intrinsic`): the accumulators are SSA values of
 vector type, so they stay in registers, and each update is one `llvm.fma`. Vectors
@@ -54,30 +63,18 @@ DOT_A = 4       # dot tiles: 4 rows of A x 3 rows of B, 12 accumulators (3 x 4 s
 DOT_B = 3
 # The n % lanes columns of C = A @ B past the last whole vector: C[:, n_full:] =
 # A @ (B[:, n_full:]^T)^T, by 6 x 2 dot tiles over a strip of those columns of B
-# copied to contiguous rows (REST_DEPTH of k at a time). Of C = A^T @ B: flipped,
-# C[:, n_full:]^T = B[:, n_full:]^T @ A by register tiles with a row of C^T per
-# leftover column and vectors along A's contiguous rows (FLIP_ROWS x FLIP_VECTORS
-# for 1-2 columns, ROWS x VECTORS for 3-4; more in groups of ROWS), FLIP_VECTORS
-# vectors of C's rows at a time.
+# copied to contiguous rows (REST_DEPTH of k at a time).
 REST_A = 6
 REST_B = 2
 REST_DEPTH = 1024
 REST_STRIP = REST_B * REST_DEPTH
-FLIP_ROWS = 2
-FLIP_VECTORS = 6  # a multiple of VECTORS
-# Where `tiles_pay_off` takes the tiles (measured, see the module docstring): C = op(A) @ B
-# with n >= MIN_COLS float32 columns (12 float64) and either n <= MAX_COLS or a small
-# batch dimension (m <= MAX_BATCH for A @ B, k <= MAX_DW_BATCH for A^T @ B); C = A @ B^T
-# while A fits in DOT_A_BYTES (half of L2) and its rows are long enough. BLAS otherwise.
-# On an AVX-512 host (OpenBLAS's SkylakeX kernels) BLAS matched the tiles' forward at 128
-# rows (95 vs 95 GFLOP/s, W3's 512 x 512) and won the forward pass of W3-b256 on 2
-# threads (7.2 against 9.0 ms): hence 64 rows for the forward.
-MIN_COLS = 24
-MAX_COLS = 64
-MAX_BATCH = 64       # rows of A for C = A @ B (the forward)
-MAX_DW_BATCH = 128   # rows summed over for C = A^T @ B (dW)
-DOT_A_BYTES = 256 * 1024
-DOT_MIN_K_BYTES = 256   # ... and k >= 64 float32: for shorter rows the lane sums dominate
+# Where `tiles_pay_off` takes the tiles (measured, see the module docstring): a batch
+# side of at most MAX_ROWS rows (the forward's X and dX's dZ), and rows of B (A @ B)
+# of at least MIN_B_ROW_BYTES or rows of both operands (A @ B^T) of at least
+# DOT_MIN_K_BYTES. BLAS for everything else, A^T @ B (dW) included.
+MAX_ROWS = 32
+MIN_B_ROW_BYTES = 512   # 128 float32 columns: narrower layers ran faster on BLAS
+DOT_MIN_K_BYTES = 256   # k >= 64 float32: for shorter rows the lane sums dominate
 
 
 def host_has_tile_features():
@@ -172,38 +169,34 @@ def counted_loop(builder, label, start, stop, step, init, step_body):
 
 
 @intrinsic
-def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b_off,
-             b_rs, c, c_off, c_rs, c_cs, depth, accumulate):
+def fma_tile(typingctx, rows, n_vec, a, a_off, a_rs, n_rows, b, b_off, b_rs, c, c_off, c_rs,
+             depth, accumulate):
     """C[r, j] (+)= sum_{k < depth} A[r, k] B[k, j] for r < n_rows (<= rows) and the
     n_vec * lanes columns j.
 
-    A[r, k] = a[a_off + r a_rs + k a_ks] (any strides: op(A) is A or A^T),
-    B[k, j] = b[b_off + k b_rs + j] (rows contiguous), C[r, j] = c[c_off + r c_rs + j c_cs].
-    rows, n_vec (literals): the tile's rows and vectors per row of C. scatter (literal
-    bool): False stores whole vectors (c_cs must be 1), True stores lane by lane at
-    stride c_cs (to write a tile of C^T into C). Rows past n_rows read row n_rows - 1
-    and are not stored.
-    accumulate != 0 adds to C instead of overwriting it.
+    A[r, k] = a[a_off + r a_rs + k], B[k, j] = b[b_off + k b_rs + j],
+    C[r, j] = c[c_off + r c_rs + j] (every row contiguous). rows, n_vec (literals): the
+    tile's rows and vectors per row of C. Rows past n_rows read row n_rows - 1 and are
+    not stored. accumulate != 0 adds to C instead of overwriting it.
 
-    Each (dtype, rows, n_vec, scatter) is one LLVM function per module, called from
+    Each (dtype, rows, n_vec) is one LLVM function per module, called from
     every call site: inlining the body at each site cost compile time (the cold first
     fit) and gained nothing measurable (a call per tile of >= 100s of FMAs).
     """
-    if not (isinstance(rows, types.IntegerLiteral) and isinstance(n_vec, types.IntegerLiteral)
-            and isinstance(scatter, types.BooleanLiteral)):
+    if not (isinstance(rows, types.IntegerLiteral) and isinstance(n_vec, types.IntegerLiteral)):
         return None
     dtype = c.dtype
     if dtype not in (types.float32, types.float64) or a.dtype != dtype or b.dtype != dtype:
         return None
-    shape = (rows.literal_value, n_vec.literal_value, scatter.literal_value)
-    sig = types.void(rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b_off, b_rs,
-                     c, c_off, c_rs, c_cs, depth, accumulate)
+    shape = (rows.literal_value, n_vec.literal_value)
+    sig = types.void(rows, n_vec, a, a_off, a_rs, n_rows, b, b_off, b_rs, c, c_off, c_rs, depth,
+                     accumulate)
 
     def codegen(context, builder, signature, args):
         S = signature.args
         vals = int64_args(context, builder, args, S)
-        ptrs = [context.make_array(S[i])(context, builder, vals[i]).data for i in (3, 8, 11)]
-        ints = [vals[i] for i in (4, 5, 6, 7, 9, 10, 12, 13, 14, 15, 16)]
+        ptrs = [context.make_array(S[i])(context, builder, vals[i]).data for i in (2, 6, 9)]
+        ints = [vals[i] for i in (3, 4, 5, 7, 8, 10, 11, 12, 13)]
         fn = tile_function(context, builder.module, dtype, *shape)
         builder.call(fn, ptrs + ints)
         return context.get_dummy_value()
@@ -211,19 +204,18 @@ def fma_tile(typingctx, rows, n_vec, scatter, a, a_off, a_rs, a_ks, n_rows, b, b
     return sig, codegen
 
 
-def tile_function(context, module, dtype, n_r, n_v, is_scatter):
+def tile_function(context, module, dtype, n_r, n_v):
     """The LLVM function of one fma_tile variant in `module` (defined on first use):
-    void (A*, B*, C*, a_off, a_rs, a_ks, n_rows, b_off, b_rs, c_off, c_rs, c_cs, depth,
-    accumulate), all integers i64."""
+    void (A*, B*, C*, a_off, a_rs, n_rows, b_off, b_rs, c_off, c_rs, depth, accumulate),
+    all integers i64."""
     width = lanes_of(dtype)
     fty = context.get_value_type(dtype)
-    name = f"fastmlp.fma_tile.{fty}.{n_r}x{n_v}{'.scatter' if is_scatter else ''}"
-    fn, new = internal_function(module, name, [fty.as_pointer()] * 3 + [_I64] * 11)
+    name = f"fastmlp.fma_tile.{fty}.{n_r}x{n_v}"
+    fn, new = internal_function(module, name, [fty.as_pointer()] * 3 + [_I64] * 9)
     if not new:
         return fn
     builder = ir.IRBuilder(fn.append_basic_block("entry"))
-    (A, B, C, a_off_, a_rs_, a_ks_, n_rows_, b_off_, b_rs_, c_off_, c_rs_, c_cs_, depth_,
-     acc_) = fn.args
+    (A, B, C, a_off_, a_rs_, n_rows_, b_off_, b_rs_, c_off_, c_rs_, depth_, acc_) = fn.args
     vty = ir.VectorType(fty, width)
     vptr = vty.as_pointer()
     fma = llvm_fma(module, vty)
@@ -237,24 +229,15 @@ def tile_function(context, module, dtype, n_r, n_v, is_scatter):
     def store_vec(value, base, offset):
         builder.store(value, vec_ptr(base, offset), align=4)
 
-    def store_lanes(total, c_row, v, adding):
-        """C[r, v * width + l] (+)= lane l, one element at a time (stride c_cs)."""
-        for lane in range(width):
-            ptr = builder.gep(c_row, [builder.mul(ir.Constant(_I64, v * width + lane), c_cs_)])
-            value = builder.extract_element(total, ir.Constant(_I32, lane))
-            builder.store(builder.select(adding, builder.fadd(builder.load(ptr), value),
-                                         value), ptr)
-
     a_rows = row_starts(builder, A, a_off_, a_rs_, n_rows_, n_r)
     b_base = builder.gep(B, [b_off_])
 
     def k_step(k, acc):
         b_row = builder.gep(b_base, [builder.mul(k, b_rs_)])
         b_vecs = [load_vec(b_row, ir.Constant(_I64, v * width)) for v in range(n_v)]
-        a_step = builder.mul(k, a_ks_)
         updated = []
         for r in range(n_r):
-            a_val = splat(builder, builder.load(builder.gep(a_rows[r], [a_step])), vty)
+            a_val = splat(builder, builder.load(builder.gep(a_rows[r], [k])), vty)
             for v in range(n_v):
                 updated.append(builder.call(fma, [a_val, b_vecs[v], acc[r * n_v + v]]))
         return updated
@@ -267,9 +250,6 @@ def tile_function(context, module, dtype, n_r, n_v, is_scatter):
             c_row = builder.gep(C, [builder.add(c_off_, builder.mul(ir.Constant(_I64, r),
                                                                      c_rs_))])
             for v in range(n_v):
-                if is_scatter:
-                    store_lanes(acc[r * n_v + v], c_row, v, adding)
-                    continue
                 offset = ir.Constant(_I64, v * width)
                 total = acc[r * n_v + v]
                 store_vec(builder.select(adding, builder.fadd(load_vec(c_row, offset), total),
@@ -489,48 +469,25 @@ def rest_columns(m, rest, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
 
 
 @kernel(**INLINED)
-def flipped_rest_columns(m, rest, depth, a, a0, a_ks, b, b0, ldb, c, c_off, ldc, adding):
-    """One k pass of C[:m, :rest] (+)= A^T @ B for the (< lanes) columns left of a tiled
-    C = A^T @ B (A stored (k, m), row stride a_ks; m a multiple of FLIP_VECTORS vectors)
-    as C^T = B^T @ A: a row of C^T per leftover column, stored lane by lane."""
-    lanes = VECTOR_BYTES // c.itemsize
-    panel = FLIP_VECTORS * lanes
-    for i0 in range(0, m, panel):
-        for r0 in range(0, rest, ROWS):
-            n_r = min(ROWS, rest - r0)
-            if n_r <= FLIP_ROWS:
-                fma_tile(FLIP_ROWS, FLIP_VECTORS, True, b, b0 + r0, 1, ldb, n_r, a, a0 + i0,
-                         a_ks, c, c_off + i0 * ldc + r0, 1, ldc, depth, adding)
-            else:
-                for j0 in range(i0, i0 + panel, VECTORS * lanes):
-                    fma_tile(ROWS, VECTORS, True, b, b0 + r0, 1, ldb, n_r, a, a0 + j0, a_ks,
-                             c, c_off + j0 * ldc + r0, 1, ldc, depth, adding)
-
-
-@kernel(**INLINED)
-def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
-    """Row-major C = op(A) @ B on blocks of flat buffers (the layout of blas.gemm with
-    alpha = 1, beta = 0, trans_b = 0): C (m, n) at c[c_off] with row stride ldc, A
-    (m, k) at a[a_off] with row stride lda ((k, m) stored when trans_a), B (k, n) at
-    b[b_off] with row stride ldb.
+def tile_gemm(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
+    """Row-major C = A @ B on blocks of flat buffers (the layout of blas.gemm with
+    alpha = 1, beta = 0 and no transposes): C (m, n) at c[c_off] with row stride ldc,
+    A (m, k) at a[a_off] with row stride lda, B (k, n) at b[b_off] with row stride ldb.
 
     Loops: DEPTH-long passes over k (the first overwrites C, the rest add), then
     ROWS-row blocks of C, then its column panels, so a block's strip of A is reused
     from L1 by every panel and the pass's strip of B by every block (with a packed
     strip: panels outside, each packed once per pass). Columns: 3-vector panels,
     then up to two 2-vector ones (`panels`); the columns past the last whole vector
-    by `rest_columns`, or when op(A) = A^T by `flipped_rest_columns` (with BLAS for
-    the last m % (FLIP_VECTORS * lanes) rows).
+    by `rest_columns`.
     """
     if m == 0 or n == 0:
         return
-    a_rs, a_ks = (1, lda) if trans_a else (lda, 1)
     lanes = VECTOR_BYTES // c.itemsize
     panel = VECTORS * lanes
     narrow = NARROW_VECTORS * lanes
     n_wide, n_full = panels(n, lanes)
     rest = n - n_full
-    m_flip = m - m % (FLIP_VECTORS * lanes) if trans_a and rest > 0 else 0
     strip = stack_buffer(c, STRIP_LEN)
     # B's rows a multiple of 128 bytes apart share few L1 sets (64 sets of 64-byte
     # lines): a strip of them evicts itself, so copy it to contiguous rows first
@@ -538,37 +495,26 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     for k0 in range(0, max(k, 1), DEPTH):
         depth = min(DEPTH, k - k0)
         adding = 1 if k0 > 0 else 0
-        a0 = a_off + k0 * a_ks
+        a0 = a_off + k0
         b0 = b_off + k0 * ldb
         if packed:
             for j0 in range(0, n_wide, panel):
                 pack_strip(VECTORS, strip, b, b0 + j0, ldb, depth)
                 for i0 in range(0, m, ROWS):
-                    fma_tile(ROWS, VECTORS, False, a, a0 + i0 * a_rs, a_rs, a_ks,
-                             min(ROWS, m - i0), strip, 0, panel, c, c_off + i0 * ldc + j0,
-                             ldc, 1, depth, adding)
+                    fma_tile(ROWS, VECTORS, a, a0 + i0 * lda, lda, min(ROWS, m - i0), strip, 0,
+                             panel, c, c_off + i0 * ldc + j0, ldc, depth, adding)
         else:
             for i0 in range(0, m, ROWS):
                 for j0 in range(0, n_wide, panel):
-                    fma_tile(ROWS, VECTORS, False, a, a0 + i0 * a_rs, a_rs, a_ks,
-                             min(ROWS, m - i0), b, b0 + j0, ldb, c, c_off + i0 * ldc + j0, ldc,
-                             1, depth, adding)
+                    fma_tile(ROWS, VECTORS, a, a0 + i0 * lda, lda, min(ROWS, m - i0), b,
+                             b0 + j0, ldb, c, c_off + i0 * ldc + j0, ldc, depth, adding)
         for i0 in range(0, m, NARROW_ROWS):
             for j0 in range(n_wide, n_full, narrow):
-                fma_tile(NARROW_ROWS, NARROW_VECTORS, False, a, a0 + i0 * a_rs, a_rs, a_ks,
+                fma_tile(NARROW_ROWS, NARROW_VECTORS, a, a0 + i0 * lda, lda,
                          min(NARROW_ROWS, m - i0), b, b0 + j0, ldb, c, c_off + i0 * ldc + j0,
-                         ldc, 1, depth, adding)
-        if m_flip > 0:
-            flipped_rest_columns(m_flip, rest, depth, a, a0, a_ks, b, b0 + n_full, ldb, c,
-                                 c_off + n_full, ldc, adding)
-    if rest == 0:
-        return
-    if not trans_a:
+                         ldc, depth, adding)
+    if rest > 0:
         rest_columns(m, rest, k, a, a_off, lda, b, b_off + n_full, ldb, c, c_off + n_full, ldc)
-    elif m_flip < m:
-        one, zero = c.dtype.type(1.0), c.dtype.type(0.0)
-        blas_gemm(trans_a, np.int64(0), m - m_flip, rest, k, one, a, a_off + m_flip * a_rs,
-                  lda, b, b_off + n_full, ldb, zero, c, c_off + m_flip * ldc + n_full, ldc)
 
 
 # gemm_bt, tile_gemm and the leftover column functions (one caller each) are inlined
@@ -576,13 +522,14 @@ def tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
 # fit 0.3 s faster).
 @kernel(**JIT)
 def tiles_pay_off(trans_a, trans_b, m, n, k, itemsize):
-    """True for the products where the tiles measured faster than BLAS (see MIN_COLS ...
-    DOT_A_BYTES): C = A @ B^T while A fits in half of L2 and its rows are long enough;
-    C = op(A) @ B with enough columns and either few of them or a small batch."""
+    """True for the products where the tiles measured faster than BLAS (see MAX_ROWS ...
+    DOT_MIN_K_BYTES): a small batch (m <= MAX_ROWS) times a wide W (C = A @ B) or
+    times W^T with long rows (C = A @ B^T). Never for C = A^T @ B."""
+    if trans_a or m > MAX_ROWS:
+        return False
     if trans_b:
-        return trans_a == 0 and m * k * itemsize <= DOT_A_BYTES and k * itemsize >= DOT_MIN_K_BYTES
-    small_batch = k <= MAX_DW_BATCH if trans_a else m <= MAX_BATCH
-    return MIN_COLS * 4 // itemsize <= n and (n <= MAX_COLS or small_batch)
+        return k * itemsize >= DOT_MIN_K_BYTES
+    return n * itemsize >= MIN_B_ROW_BYTES
 
 
 @kernel(**JIT)
@@ -596,7 +543,7 @@ def gemm_entry(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off
     elif trans_b:
         gemm_bt(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
     else:
-        tile_gemm(trans_a, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
+        tile_gemm(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc)
 
 
 # The GEMM is compiled once per dtype as a C function (numba.cfunc) and linked by name
