@@ -4,7 +4,8 @@
                             [--scaling] [--no-threads-compare] [--no-memory]
 
 Trains on synthetic data of the seed workloads' shapes and prints seconds per
-epoch (median of >= 3 timed epochs after one warm-up epoch), samples/s, the
+epoch (median of >= 3 timed epochs after one warm-up epoch; the frameworks' epochs
+interleaved, so that a drifting host slows them alike), samples/s, the
 effective training GFLOP/s (2 flops per multiply-add of the dense GEMMs:
 forward, dW and dX except for the first layer) and ratios measured in the same
 run, with the same thread count. Also times numpy's sgemm (2048^2) and the
@@ -155,9 +156,22 @@ def time_fastmlp(w, X, y, epochs, threads, progress=False):
     return hist.history["time"][1:], hist.history["loss"][-1]
 
 
-def time_reference(w, X, y, epochs, threads, progress=False):
-    """As time_fastmlp, for the plain-numpy reference (fastmlp/reference.py) with BLAS
-    limited to `threads`."""
+def fastmlp_epochs(w, X, y, threads):
+    """Generator: each next() trains fastmlp one more epoch on X, y (fit(epochs=1),
+    continuing from the previous one) and yields (seconds, mean batch loss) of that
+    epoch, as its History records them. threads as in time_fastmlp."""
+    _, _, batch, _, _, _, l2 = w
+    model, optimizer = build_fastmlp(w)
+    while True:
+        hist = model.fit(X, y, epochs=1, batch_size=batch, optimizer=optimizer, l2=l2,
+                         seed=0, verbose=0, n_threads=threads)
+        optimizer = None   # later fits keep the first one's optimizer and its state
+        yield hist.history["time"][-1], hist.history["loss"][-1]
+
+
+def reference_epochs(w, X, y, threads):
+    """Generator as fastmlp_epochs, for the plain-numpy reference (fastmlp/reference.py)
+    with BLAS limited to `threads` while an epoch runs."""
     from threadpoolctl import threadpool_limits
     from . import reference as ref
     hidden, bn, batch, _, _, opt, l2 = w
@@ -166,26 +180,49 @@ def time_reference(w, X, y, epochs, threads, progress=False):
     bn_state = ref.init_bn_state(spec, X.shape[1])
     opt_state = {}
     kind = "momentum" if opt == "momentum" else opt
-    times, losses = [], []
     rng = np.random.default_rng(0)
     step = 0
-    with threadpool_limits(threads):
-        for _ in range(epochs + 1):
+    while True:
+        with threadpool_limits(threads):
             t0 = time.perf_counter()
             order = rng.permutation(len(X))
             losses, step = ref.train_epoch(spec, weights, X, y, batch, LR[opt], l2=l2,
                                            optimizer=kind, opt_state=opt_state, order=order,
                                            bn_state=bn_state, momentum=0.9, step=step,
                                            dtype=np.float32)
-            times.append(time.perf_counter() - t0)
-            if progress:
-                _dot()
-    return times[1:], float(np.mean(losses))
+            seconds = time.perf_counter() - t0
+        yield seconds, float(np.mean(losses))
+
+
+def first_epochs(epochs_of, w, X, y, epochs, threads, progress=False):
+    """(times of `epochs` epochs after one warm-up epoch, the last epoch's loss) from an
+    epoch generator (fastmlp_epochs, reference_epochs, torch_epochs)."""
+    runner = epochs_of(w, X, y, threads)
+    times, loss = [], None
+    for _ in range(epochs + 1):
+        seconds, loss = next(runner)
+        times.append(seconds)
+        if progress:
+            _dot()
+    return times[1:], loss
+
+
+def time_reference(w, X, y, epochs, threads, progress=False):
+    """As time_fastmlp, for the plain-numpy reference (fastmlp/reference.py) with BLAS
+    limited to `threads`."""
+    return first_epochs(reference_epochs, w, X, y, epochs, threads, progress)
 
 
 def time_torch(w, X, y, epochs, threads, progress=False):
     """As time_fastmlp, for the same net in PyTorch (CPU, `threads` intra-op threads;
     its default initialisation, so losses agree only roughly)."""
+    return first_epochs(torch_epochs, w, X, y, epochs, threads, progress)
+
+
+def torch_epochs(w, X, y, threads):
+    """Generator as fastmlp_epochs, for the same net in PyTorch (CPU, `threads` intra-op
+    threads, set before each epoch; its default initialisation, so losses agree only
+    roughly). The loss is the epoch's mean batch loss, averaged after the clock stops."""
     import torch
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -210,11 +247,11 @@ def time_torch(w, X, y, epochs, threads, progress=False):
     loss_fn = torch.nn.CrossEntropyLoss()
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     gen = torch.Generator().manual_seed(0)
-    times = []
-    for _ in range(epochs + 1):
+    while True:
+        torch.set_num_threads(threads)
         t0 = time.perf_counter()
         perm = torch.randperm(len(Xt), generator=gen)
-        losses = []  # detached batch losses: averaged after the clock stops
+        losses = []  # detached batch losses
         for s in range(0, len(Xt), batch):
             idx = perm[s: s + batch]
             optimizer.zero_grad(set_to_none=True)
@@ -222,11 +259,8 @@ def time_torch(w, X, y, epochs, threads, progress=False):
             loss.backward()
             optimizer.step()
             losses.append(loss.detach())
-        times.append(time.perf_counter() - t0)
-        if progress:
-            _dot()
-    # the last epoch's mean batch loss, as fastmlp's history and the reference report it
-    return times[1:], float(torch.stack(losses).mean())
+        seconds = time.perf_counter() - t0
+        yield seconds, float(torch.stack(losses).mean())
 
 
 def sgemm_gflops(threads, n=2048, reps=5):
@@ -500,20 +534,23 @@ def format_scaling(scaling, busy=False):
 
 def threads_compare(n_samples, epochs, counts=(1, 2), workload="W3-b256"):
     """fastmlp s/epoch of `workload` (n_samples) at each thread count in counts and the
-    speedup of the last over the first; the default thread count is restored after."""
+    speedup of the last over the first; the default thread count is restored after.
+    The counts' epochs are interleaved (as in run), after a warm-up epoch of each."""
     import fastmlp as fm
     w = with_samples(WORKLOADS[workload], n_samples)
     X, y = make_data(n_samples, w[4])
     previous = fm.get_num_threads()
-    rows = []
+    epochs_of = [fastmlp_epochs(w, X, y, k) for k in counts]
+    times = [[] for _ in counts]
     try:
-        for k in counts:
-            fm.set_num_threads(k)
-            times, _ = time_fastmlp(w, X, y, epochs, k)
-            rows.append({"threads": k, "s_per_epoch": statistics.median(times),
-                         "epoch_times": times})
+        for _ in range(epochs + 1):
+            for i, k in enumerate(counts):
+                fm.set_num_threads(k)
+                times[i].append(next(epochs_of[i])[0])
     finally:
         fm.set_num_threads(previous)
+    rows = [{"threads": k, "s_per_epoch": statistics.median(t[1:]), "epoch_times": t[1:]}
+            for k, t in zip(counts, times)]
     speedup = rows[0]["s_per_epoch"] / rows[-1]["s_per_epoch"]
     return {"workload": workload, "description": DESCRIPTIONS[workload], "n_samples": n_samples,
             "runs": rows, "speedup": speedup, "speedup_target": SPEEDUP_TARGET,
@@ -696,7 +733,11 @@ def reference_samples(n, batch, quick):
 def run(workloads, threads, quick, with_torch, with_numpy, epochs):
     """Time every framework on each workload; list of result rows (one per workload). A
     runner timed on fewer samples (quick: the numpy reference and PyTorch) records
-    timed_samples, and its s/epoch is scaled by n_samples / timed_samples."""
+    timed_samples, and its s/epoch is scaled by n_samples / timed_samples.
+
+    The frameworks' epochs are interleaved (epoch e of each runner, then epoch e + 1),
+    so that a host whose speed drifts over the minutes of a workload slows all of them
+    alike and the ratios stay fair; each runner's first epoch is its warm-up."""
     results = []
     for name in workloads:
         w = WORKLOADS[name]
@@ -707,23 +748,34 @@ def run(workloads, threads, quick, with_torch, with_numpy, epochs):
         flops = training_flops(n_features, hidden, n)
         row = {"workload": name, "description": DESCRIPTIONS[name], "n_samples": n,
                "batch_size": batch, "threads": threads, "gflop_per_epoch": flops / 1e9}
-        runners = [("fastmlp", time_fastmlp, n)]
+        runners = [("fastmlp", fastmlp_epochs, n)]
         m = reference_samples(n, batch, quick)
         if with_numpy:
-            runners.append(("numpy", time_reference, m))
+            runners.append(("numpy", reference_epochs, m))
         if with_torch:
-            runners.append(("torch", time_torch, m))
-        for label, fn, k in runners:
+            runners.append(("torch", torch_epochs, m))
+        labels = ", ".join(label for label, _, _ in runners)
+        print(f"  {name:8s} {epochs}+1 epochs each of {labels}, interleaved ", end="",
+              flush=True)
+        epochs_of = {label: fn(w, X[:k], y[:k], threads) for label, fn, k in runners}
+        times = {label: [] for label, _, _ in runners}
+        losses = {}
+        for _ in range(epochs + 1):
+            for label, _, _ in runners:
+                seconds, losses[label] = next(epochs_of[label])
+                times[label].append(seconds)
+                _dot()
+        print(flush=True)
+        for label, _, k in runners:
+            med = statistics.median(times[label][1:]) * n / k
+            row[label] = {"s_per_epoch": med, "epoch_times": times[label][1:],
+                          "samples_per_s": n / med, "gflops": flops / med / 1e9,
+                          "final_loss": losses[label]}
             part = f"on {k} samples, scaled to {n}" if k < n else f"n={n}"
-            print(f"  {name:8s} {label:8s} ({epochs}+1 epochs, {part}) ", end="", flush=True)
-            times, loss = fn(w, X[:k], y[:k], epochs, threads, progress=True)
-            med = statistics.median(times) * n / k
-            row[label] = {"s_per_epoch": med, "epoch_times": times, "samples_per_s": n / med,
-                          "gflops": flops / med / 1e9, "final_loss": loss}
             if k < n:
                 row[label]["timed_samples"] = k
-            print(f" {med:8.3f} s/epoch  {n / med:10.0f} samples/s  "
-                  f"{flops / med / 1e9:6.1f} GFLOP/s", flush=True)
+            print(f"  {name:8s} {label:8s} ({part}) {med:8.3f} s/epoch  {n / med:10.0f} "
+                  f"samples/s  {flops / med / 1e9:6.1f} GFLOP/s", flush=True)
         for label in ("numpy", "torch"):
             if label in row:
                 row[f"speedup_vs_{label}"] = row[label]["s_per_epoch"] / row["fastmlp"]["s_per_epoch"]
@@ -982,7 +1034,7 @@ def main(argv=None):
           + (f" ({source})" if quiet else ""), flush=True)
     compile_info = run_compile(args)
     print(f"speed: {len(workloads)} workload(s), 1 warm-up + {epochs} timed epochs each, "
-          "a dot per epoch", flush=True)
+          "the frameworks' epochs interleaved, a dot per epoch", flush=True)
     results = run(workloads, threads, args.quick, with_torch, not args.no_numpy, epochs)
     if results:
         print()

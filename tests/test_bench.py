@@ -255,3 +255,26 @@ def test_sklearn_workload_on_tiny_data():
     # the same net, data, initial weights and updates (shuffles differ): similar losses
     assert r["fastmlp"]["final_loss"] == pytest.approx(r["sklearn"]["final_loss"], rel=0.2)
     assert "| W2 via the estimators" in bench_sklearn.format_result(r)
+
+
+def test_run_interleaves_the_frameworks_epochs(monkeypatch):
+    """Epoch e of every framework runs before epoch e + 1 of any, and each one's first
+    epoch (the warm-up) is left out of its median and its epoch times."""
+    calls = []
+
+    def fake_epochs(label, seconds):
+        def epochs_of(w, X, y, threads):
+            for e in range(100):
+                calls.append((label, e))
+                yield seconds[e], float(e)
+        return epochs_of
+
+    monkeypatch.setattr(bench, "fastmlp_epochs", fake_epochs("fastmlp", [9.0, 1.0, 3.0, 2.0]))
+    monkeypatch.setattr(bench, "reference_epochs", fake_epochs("numpy", [9.0, 4.0, 6.0, 5.0]))
+    monkeypatch.setattr(bench, "make_data", lambda n, d: (np.zeros((n, d), np.float32),
+                                                           np.zeros(n, np.int64)))
+    [row] = bench.run(["W2"], 1, quick=False, with_torch=False, with_numpy=True, epochs=3)
+    assert calls == [(label, e) for e in range(4) for label in ("fastmlp", "numpy")]
+    assert row["fastmlp"]["epoch_times"] == [1.0, 3.0, 2.0]
+    assert row["fastmlp"]["s_per_epoch"] == 2.0 and row["numpy"]["s_per_epoch"] == 5.0
+    assert row["speedup_vs_numpy"] == 2.5 and row["fastmlp"]["final_loss"] == 3.0
