@@ -1033,8 +1033,9 @@ def main(argv=None):
     print(f"numpy sgemm 2048^2: {sgemm:.0f} GFLOP/s at {threads} thread(s): {state}"
           + (f" ({source})" if quiet else ""), flush=True)
     compile_info = run_compile(args)
-    print(f"speed: {len(workloads)} workload(s), 1 warm-up + {epochs} timed epochs each, "
-          "the frameworks' epochs interleaved, a dot per epoch", flush=True)
+    if workloads:
+        print(f"speed: {len(workloads)} workload(s), 1 warm-up + {epochs} timed epochs each, "
+              "the frameworks' epochs interleaved, a dot per epoch", flush=True)
     results = run(workloads, threads, args.quick, with_torch, not args.no_numpy, epochs)
     if results:
         print()
