@@ -224,7 +224,6 @@ def torch_epochs(w, X, y, threads):
     threads, set before each epoch; its default initialisation, so losses agree only
     roughly). The loss is the epoch's mean batch loss, averaged after the clock stops."""
     import torch
-    torch.set_num_threads(threads)
     torch.manual_seed(0)
     hidden, bn, batch, _, n_features, opt, l2 = w
     layers, d = [], n_features
