@@ -11,7 +11,6 @@ from .initializers import get_initializer
 from .kernels import layout as L
 from .kernels import loop
 from .kernels.optim import Hyper, reduce_gradients
-from .kernels.tile_gemm import link_gemm
 from .layers import Layer, output_head
 from .losses import LossSpec, check_metrics, get_loss
 from .optimizers import SGD, get_optimizer
@@ -277,7 +276,6 @@ class Sequential:
         """run_batches in MODE_EVAL / MODE_GRAD over all rows of X (placeholders of the
         training call's types elsewhere, and the last fit's switches, so one compiled
         signature serves every mode)."""
-        link_gemm(self.dtype)
         f64, dt = np.zeros(0), np.zeros((0, 0), self.dtype)
         n = X.shape[0]
         sw = self._switches or self.plan.switches()
@@ -286,8 +284,10 @@ class Sequential:
         run = loop.Run(mode, 0, -(-n // batch_size), batch_size, n_chunks, 0, self.step,
                        self.seed, training, 0, Hyper(), 0, f64, 1.0)
         records = loop.Records(f64, f64, f64, dt if outputs is None else outputs)
-        return loop.run_batches(tables, loop.Data(X, y, T, np.arange(n)), state, w.arrays, run,
-                                records, f64 if sw.augmented else None, *sw[1:])
+        args = (tables, loop.Data(X, y, T, np.arange(n)), state, w.arrays, run, records,
+                f64 if sw.augmented else None, *sw[1:])
+        loop.link_entries(*args)
+        return loop.run_batches(*args)
 
     def _run_eval(self, X, y, T, batch_size, n_chunks, write_outputs, training=False):
         w = self._workspace("train-batch" if training else "eval", batch_size, n_chunks)

@@ -92,9 +92,10 @@ class Optimizer:
         grads = np.ascontiguousarray(grad, dtype=params.dtype).reshape(1, -1).copy()
         blocks = np.array([[0, params.size, 0, 1]], dtype=np.int64)
         seg = np.array([[0.0, 0.0, self.weight_decay]])
-        lr = self.schedule(t - 1)
-        _k.optimizer_step(self.kind, self.hyper(), lr, t, params, grads, state, scalars,
-                          blocks, seg, 1)
+        lr = float(self.schedule(t - 1))
+        hyper = self.hyper()
+        _k.link_update(hyper, params, grads, state, blocks, seg, True, True)
+        _k.optimizer_step(self.kind, hyper, lr, t, params, grads, state, scalars, blocks, seg, 1)
         return lr
 
     def _lr_config(self):

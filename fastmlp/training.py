@@ -10,7 +10,6 @@ import numpy as np
 from ._threads import ThreadChooser
 from .kernels import layout as L
 from .kernels import loop
-from .kernels.tile_gemm import link_gemm
 
 
 class DivergenceError(FloatingPointError):
@@ -91,7 +90,6 @@ class EpochRunner:
         self.steps_per_epoch = -(-self.n // self.bs)
         self.n_chunks = min(n_threads, self.bs)
         self.threads = ThreadChooser(self.n_chunks, adaptive_threads)
-        link_gemm(model.dtype)   # the GEMM's C entry, before kernels that call it load
         plan, opt = model.plan, model.optimizer
         self.ws = model._workspace("train", self.bs, self.n_chunks)
         self.grads = np.zeros((self.n_chunks, plan.n_params), model.dtype)
@@ -124,9 +122,10 @@ class EpochRunner:
                        m.optimizer.schedule.kind, self.sched_hyper, float(m.lr_scale))
         records = loop.Records(self.step_loss[s:], self.step_metric[s:], self.step_lr[s:],
                                self._no_outputs)
-        ran, _, _, _, reason = loop.run_batches(
-            self.tables, loop.Data(self.X, self.y, self.T, order), m.kernel_state(self.grads),
-            w.arrays, run, records, self.aug, *self.switches[1:])
+        args = (self.tables, loop.Data(self.X, self.y, self.T, order), m.kernel_state(self.grads),
+                w.arrays, run, records, self.aug, *self.switches[1:])
+        loop.link_entries(*args)
+        ran, _, _, _, reason = loop.run_batches(*args)
         self.threads.record(threads, time.perf_counter() - t0, ran)
         m.step += ran
         m.opt_step += ran

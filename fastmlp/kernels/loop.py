@@ -13,19 +13,25 @@ named groups, NamedTuples that Numba types field by field:
 - `Run`: what this call does (mode, steps, batch size, optimizer and schedule);
 - `Records`: per-step outputs;
 
-then five compile-time switches (see run_batches).
+then five compile-time switches (see run_batches). `link_entries`, called with the
+same arguments first, registers the C functions the kernels call by name (the GEMM
+and the passes' loop bodies: kernels/c_entry.py).
 """
 from typing import NamedTuple
 
 import numpy as np
+from numba import types
 
 from .._config import ENTRY, kernel
+from . import passes
 from .augment import augment_batch
+from .c_entry import link
 from .layout import (F_ACT, F_IN, F_LD, F_NIN, LOSS_MSE, LOSS_SIGMOID_BCE, MODE_EVAL, MODE_TRAIN,
                      STOP_BN, STOP_LOSS, STOP_NONE, STOP_PARAMS)
-from .optim import step_scalars, update_blocks
+from .optim import link_update, step_scalars, update_blocks
 from .passes import backward_pass, forward_pass, gather_pass, loss_pass
 from .schedule import schedule_lr
+from .tile_gemm import link_gemm
 
 
 class Tables(NamedTuple):
@@ -212,3 +218,37 @@ def run_batches(tables, data, state, work, run, records, aug, adaptive, extras, 
             return s, total, metric_total, nc, STOP_PARAMS
         state.opt_scalars[0] = mu_prod
     return run.n_steps, total, metric_total, nc, STOP_NONE
+
+
+_LINKED_FOR = set()
+
+
+def link_entries(tables, data, state, work, run, records, aug, adaptive, extras, dropout,
+                 general_loss):
+    """Register the C functions that run_batches' kernels call (the GEMM, the bodies of
+    the passes' parallel loops: kernels/c_entry.py) for the types of these arguments,
+    run_batches' own. Call it before run_batches: a kernel compiled or loaded from the
+    cache refers to them by name. Each sample below has the types of the tuple its pass
+    passes (a mismatch fails to compile, naming both)."""
+    key = (state.params.dtype, adaptive, extras, dropout, general_loss)
+    if key in _LINKED_FOR:
+        return
+    link_gemm(state.params.dtype)
+    i, x, ws = 0, 0.0, work.ws   # any integer, any float (c_entry.canonical)
+    ops, opf, params = tables.ops, tables.opf, state.params
+    link("forward_part", passes.forward_entry, types.void,
+         (i, ops, opf, i, i, params, work.bn_stats, work.bn_parts, ws, work.gws, i, i, i, True, i,
+          i, dropout))
+    link("bn_statistics", passes.bn_statistics_entry, types.uint8,
+         (ops, opf, i, ws, state.bn_run, work.bn_stats, work.bn_parts, i, i, True, True))
+    link("bn_gradient_totals", passes.bn_gradient_totals_entry, types.void,
+         (ops, i, state.grads, work.bn_stats, i))
+    link("loss_part", passes.loss_entry, types.void,
+         (i, ops, opf, ws, work.gws, work.yb, work.Tb, i, i, work.loss_parts, True, general_loss))
+    update = (True, i, x, i, state.opt_state, tables.seg, x, x, x)
+    link("backward_part", passes.backward_entry, types.uint8,
+         (i, ops, opf, i, i, i, params, state.grads, work.bn_stats, ws, work.gws, i, i, i, dropout,
+          update, run.opt_hyper, adaptive, extras))
+    link_update(run.opt_hyper, params, state.grads, state.opt_state, tables.blocks, tables.seg,
+                adaptive, extras)
+    _LINKED_FOR.add(key)

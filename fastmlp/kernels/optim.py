@@ -17,8 +17,10 @@ from typing import NamedTuple
 
 import numpy as np
 
+from numba import prange, types
+
 from .._config import ENTRY, INLINED, JIT, PARALLEL, kernel
-from numba import prange
+from .c_entry import caller, link, load_arguments
 
 from .rng import add_normal_noise, stream_key
 
@@ -390,6 +392,34 @@ def update_range(kind, hyper, lr, step, params, grads, state, start, stop, penal
     return ok
 
 
+@kernel(**JIT)
+def update_block_at(kb, kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts, mu_t,
+                    mu_next, mu_prod, adaptive, extras):
+    """Update block kb of `blocks` (update_range); 1 (uint8) when its new values hold a NaN
+    or inf, else 0. Called through its C entry (update_entry)."""
+    start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
+    parts = 1 if blocks[kb, 3] != 0 else n_parts
+    finite = update_range(kind, hyper, lr, step, params, grads, state, start, stop, seg[s],
+                          parts, mu_t, mu_next, mu_prod, adaptive, extras)
+    return np.uint8(0 if finite else 1)
+
+
+def update_entry(args):
+    """update_block_at(*args) as a C function (kernels/c_entry.py)."""
+    return update_block_at(*load_arguments(args))
+
+
+call_update_block_at = caller("update_block_at", types.uint8)
+
+
+def link_update(hyper, params, grads, state, blocks, seg, adaptive, extras):
+    """Register update_block_at's C entry for the types of these update_blocks arguments
+    (before a kernel that calls update_blocks is compiled or loaded from the cache)."""
+    i, x = 0, 0.0   # any integer, any float (c_entry.canonical)
+    link("update_block_at", update_entry, types.uint8,
+         (i, i, hyper, x, i, params, grads, state, blocks, seg, i, x, x, x, adaptive, extras))
+
+
 @kernel(**PARALLEL)
 def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts,
                   mu_t, mu_next, mu_prod, adaptive, extras, flags):
@@ -400,11 +430,8 @@ def update_blocks(kind, hyper, lr, step, params, grads, state, blocks, seg, n_pa
     flags (>= n_blocks,) uint8 is its scratch, a slot per block (a prange reduction
     variable would allocate an array per call)."""
     for kb in prange(blocks.shape[0]):
-        start, stop, s = blocks[kb, 0], blocks[kb, 1], blocks[kb, 2]
-        parts = 1 if blocks[kb, 3] != 0 else n_parts
-        finite = update_range(kind, hyper, lr, step, params, grads, state, start, stop, seg[s],
-                              parts, mu_t, mu_next, mu_prod, adaptive, extras)
-        flags[kb] = 0 if finite else 1
+        flags[kb] = call_update_block_at((kb, kind, hyper, lr, step, params, grads, state, blocks,
+                                          seg, n_parts, mu_t, mu_next, mu_prod, adaptive, extras))
     n_bad = 0
     for kb in range(blocks.shape[0]):
         n_bad += flags[kb]

@@ -10,18 +10,20 @@ phase starts: the end of a prange loop is the barrier. Chunks write only their o
 rows and their own partial sums, folded in chunk order, so a given thread count
 gives the same bits every run.
 
-Each pass has a single prange loop, over `forward_part(phase, ...)` or
-`backward_part(phase, ...)`: Numba compiles every prange loop into a function of its
-own that links (and optimises again) all the code its body calls, so one loop per
-pass keeps each kernel in one such function (measured while the GEMM was still linked
-into its callers: a first fit compiled in 45 s with a prange loop per phase, 41.5 s
-with one per pass).
+Each pass has a single prange loop, over `forward_part(phase, ...)`,
+`backward_part(phase, ...)` or `loss_part(c, ...)`, and these bodies (with the serial
+BN steps between phases) are called through C entries (kernels/c_entry.py): Numba
+compiles every prange loop into functions of its own that link, and optimise again,
+all the code their body calls. Behind an entry a body is compiled once, not in each
+of the loop's functions, the pass and run_batches (measured, the README's first fit
+with an empty cache: 31.8 s before, 21.7 s after).
 """
 import numpy as np
-from numba import prange
+from numba import prange, types
 
 from .._config import INLINED, JIT, PARALLEL, kernel
 from .activations import act_backward, act_forward, bias_act_forward
+from .c_entry import caller, link, load_arguments
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats, bn_normalize,
                         bn_partial_stats, bn_running_stats)
 from .dense import dense_backward, dense_backward_rows, dense_forward
@@ -185,11 +187,12 @@ def forward_run_end(ops, k, training):
     return last
 
 
-@kernel(**INLINED)
+@kernel(**JIT)
 def forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_rows, n_chunks,
                  c, training, seed, step, dropout):
     """Part c (of n_chunks) of a forward phase: of op k (PH_COLS, PH_KPART, PH_KSUM), of
-    the run of ops k..j-1 (PH_ROWS), or the sums of BN op j (PH_BN_SUMS)."""
+    the run of ops k..j-1 (PH_ROWS), or the sums of BN op j (PH_BN_SUMS). Called through
+    its C entry (forward_entry; see kernels/c_entry.py)."""
     if phase == PH_COLS:
         c0, c1 = chunk_rows(ops[k, F_NOUT], n_chunks, c)
         dense_forward_cols(ops, opf, k, params, ws, n_rows, c0, c1)
@@ -209,6 +212,14 @@ def forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_r
                 if ops[op, F_KIND] != OP_SKIP:
                     forward_chunk(ops, opf, op, params, bn_stats, ws, r0, r1, training, seed,
                                   step, dropout)
+
+
+def forward_entry(args):
+    """forward_part(*args) as a C function (kernels/c_entry.py)."""
+    forward_part(*load_arguments(args))
+
+
+call_forward_part = caller("forward_part", types.void)
 
 
 @kernel(**JIT)
@@ -233,6 +244,14 @@ def bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
     return True
 
 
+def bn_statistics_entry(args):
+    """bn_statistics(*args) as a C function (kernels/c_entry.py): 1 for True, else 0."""
+    return np.uint8(1 if bn_statistics(*load_arguments(args)) else 0)
+
+
+call_bn_statistics = caller("bn_statistics", types.uint8)
+
+
 @kernel(**PARALLEL)
 def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, n_chunks,
                  training, update_running, seed, step, dropout):
@@ -250,8 +269,8 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, 
     if not training:
         for k in range(last):
             if ops[k, F_KIND] == OP_BN:
-                bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
-                              training, update_running)
+                call_bn_statistics((ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows,
+                                    n_chunks, training, update_running))
     k = 0
     stats_ready = -1   # the BN op whose batch statistics are in bn_stats
     while k < last:
@@ -269,12 +288,12 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, 
             first, n_phases = PH_ROWS, 2 if bn_ends else 1
         for phase in range(first, first + n_phases):   # an op's phases: consecutive codes
             for c in prange(n_chunks):
-                forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_rows,
-                             n_chunks, c, training, seed, step, dropout)
+                call_forward_part((phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws,
+                                   n_rows, n_chunks, c, training, seed, step, dropout))
             if phase == PH_BN_SUMS:
-                finite = bn_statistics(ops, opf, j, ws, bn_run, bn_stats, bn_parts, n_rows,
-                                       n_chunks, training, update_running)
-                n_bad += 0 if finite else 1
+                finite = call_bn_statistics((ops, opf, j, ws, bn_run, bn_stats, bn_parts,
+                                             n_rows, n_chunks, training, update_running))
+                n_bad += 1 - finite
                 stats_ready = j
         k = j
     return n_bad
@@ -299,6 +318,29 @@ def loss_chunk(code, margin, Z, y, T, dZ, n_rows, write_grad, general_loss):
     return softmax_xent(Z, y, dZ, inv_n, write_grad)
 
 
+@kernel(**JIT)
+def loss_part(c, ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad,
+              general_loss):
+    """Chunk c of loss_pass: the head's (loss sum, metric sum) over its rows into
+    loss_parts[c]. Called through its C entry (loss_entry)."""
+    k = ops.shape[0] - 1
+    base, width = ops[k, F_IN], ops[k, F_NIN]
+    r0, r1 = chunk_rows(n_rows, n_chunks, c)
+    loss, metric = loss_chunk(ops[k, F_ACT], opf[k, G_ALPHA], rows(ws, base, width, r0, r1),
+                              yb[r0:r1], Tb[r0:r1, :Tb.shape[1]], rows(gws, base, width, r0, r1),
+                              n_rows, write_grad, general_loss)
+    loss_parts[c, 0] = loss
+    loss_parts[c, 1] = metric
+
+
+def loss_entry(args):
+    """loss_part(*args) as a C function (kernels/c_entry.py)."""
+    loss_part(*load_arguments(args))
+
+
+call_loss_part = caller("loss_part", types.void)
+
+
 @kernel(**PARALLEL)
 def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad,
               general_loss):
@@ -309,17 +351,9 @@ def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_gra
     write_grad: the loss gradient wrt the head's input into gws; else the outputs
     (probabilities for cross-entropy losses, the raw values otherwise).
     """
-    k = ops.shape[0] - 1
-    base, width = ops[k, F_IN], ops[k, F_NIN]
-    code, margin = ops[k, F_ACT], opf[k, G_ALPHA]
-    kt = Tb.shape[1]
     for c in prange(n_chunks):
-        r0, r1 = chunk_rows(n_rows, n_chunks, c)
-        loss, metric = loss_chunk(code, margin, rows(ws, base, width, r0, r1), yb[r0:r1],
-                                  Tb[r0:r1, :kt], rows(gws, base, width, r0, r1), n_rows,
-                                  write_grad, general_loss)
-        loss_parts[c, 0] = loss
-        loss_parts[c, 1] = metric
+        call_loss_part((c, ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad,
+                        general_loss))
     total = 0.0
     metric_total = 0.0
     for c in range(n_chunks):
@@ -381,6 +415,14 @@ def bn_gradient_totals(ops, k, grads, bn_stats, n_chunks):
     for c in range(1, n_chunks):
         add_into(grads[c, p0: p0 + d], dgamma)
         add_into(grads[c, p1: p1 + d], dbeta)
+
+
+def bn_gradient_totals_entry(args):
+    """bn_gradient_totals(*args) as a C function (kernels/c_entry.py)."""
+    bn_gradient_totals(*load_arguments(args))
+
+
+call_bn_gradient_totals = caller("bn_gradient_totals", types.void)
 
 
 @kernel(**JIT)
@@ -465,7 +507,7 @@ def backward_run_end(ops, k):
     return 0
 
 
-@kernel(**INLINED)
+@kernel(**JIT)
 def backward_part(phase, ops, opf, k, j, bn_above, params, grads, bn_stats, ws, gws, n_rows,
                   n_chunks, c, dropout, update, hyper, adaptive, extras):
     """Part c (of n_chunks) of a backward phase: the dW tiles of op k (PH_TILES), or the
@@ -482,6 +524,14 @@ def backward_part(phase, ops, opf, k, j, bn_above, params, grads, bn_stats, ws, 
     for op in range(k, j - 1, -1):
         backward_chunk(ops, opf, op, params, grads[c], ws, gws, n_rows, r0, r1, dropout)
     return np.uint8(0)
+
+
+def backward_entry(args):
+    """backward_part(*args) as a C function (kernels/c_entry.py)."""
+    return backward_part(*load_arguments(args))
+
+
+call_backward_part = caller("backward_part", types.uint8)
 
 
 @kernel(**PARALLEL)
@@ -512,14 +562,15 @@ def backward_pass(ops, opf, params, grads, bn_stats, ws, gws, flags, n_rows, n_c
         tiles = k >= 0 and ops[j, F_KIND] == OP_DENSE and needs_all_rows(ops, j)
         for phase in range(PH_BACK_ROWS, PH_TILES + 1 if tiles else PH_TILES):
             for c in prange(n_chunks):
-                flags[c] = backward_part(phase, ops, opf, k if phase == PH_BACK_ROWS else j, j,
-                                         bn_above, params, grads, bn_stats, ws, gws, n_rows,
-                                         n_chunks, c, dropout, update, hyper, adaptive, extras)
+                flags[c] = call_backward_part((phase, ops, opf, k if phase == PH_BACK_ROWS else j,
+                                               j, bn_above, params, grads, bn_stats, ws, gws,
+                                               n_rows, n_chunks, c, dropout, update, hyper,
+                                               adaptive, extras))
             for c in range(n_chunks):
                 n_bad += flags[c]
         bn_above = -1
         if k >= 0 and ops[j, F_KIND] == OP_BN and needs_all_rows(ops, j):
-            bn_gradient_totals(ops, j, grads, bn_stats, n_chunks)
+            call_bn_gradient_totals((ops, j, grads, bn_stats, n_chunks))
             bn_above = j
         k = j - 1
     return n_bad

@@ -1,0 +1,121 @@
+"""Kernels compiled once as C functions and called by name: the bodies of the passes'
+parallel loops.
+
+Why: Numba links a callee's code into every caller and optimises it again there.
+A `prange` loop adds callers of its own: the loop body becomes a function, wrapped
+twice (a gufunc wrapper and the scheduling wrapper), then the pass, then run_batches.
+A pass's body was so optimised and compiled five times on a cold start (measured,
+Numba 0.68: the linking callers took 11.4 s of the 17 s that LLVM spent on a first
+fit). Compiled once as a `numba.cfunc`, registered under a name with
+`llvmlite.binding.add_symbol` and called through that name (as the GEMM is:
+kernels/tile_gemm.link_gemm), a body is compiled once and its callers hold one call.
+
+How an entry works:
+- the body is an ordinary kernel, `body(a, b, c, ...)`;
+- its entry is a module-level function `def entry(args): return body(*load_arguments(args))`,
+  compiled by `link` as a cfunc of C signature `returns(CPointer(T))`, T the Numba
+  type of the argument tuple (after `canonical`: integers as int64);
+- a kernel calls it as `caller(name, returns)((a, b, c, ...))`: the tuple goes to the
+  caller's stack and its address to the entry (Numba's data layout on both sides).
+
+Entry symbols carry a digest of T. `link(name, entry, returns, sample)` compiles (or
+loads from the cache) the cfunc for the type of `sample` and registers it. A call
+site whose tuple type was not linked fails to compile with a TypingError that names
+both types: never at run time. Link before a kernel that calls the entry is compiled
+or loaded from the cache: its code refers to the symbol by name.
+"""
+import hashlib
+import threading
+
+import llvmlite.binding as llvm
+import numba
+from llvmlite import ir
+from numba import types
+from numba.core import cgutils
+from numba.core.errors import TypingError
+from numba.extending import intrinsic
+
+from .._config import C_FUNCTION, compiled_c
+
+_LINKED = {}            # symbol -> the numba CFunc (kept alive: its address is in use)
+_LOCK = threading.Lock()
+
+
+def canonical(arg_type):
+    """The argument tuple type an entry is compiled for: every integer as int64 (a prange
+    index is uint64, a literal is Literal[int]), boolean literals as boolean, plain tuples
+    element by element; arrays, floats, NamedTuples and None unchanged."""
+    if isinstance(arg_type, types.BooleanLiteral):
+        return types.boolean
+    if isinstance(arg_type, types.Integer):
+        return types.int64
+    if isinstance(arg_type, types.BaseTuple) and not isinstance(arg_type, types.BaseNamedTuple):
+        return types.Tuple([canonical(t) for t in arg_type])
+    return arg_type
+
+
+def symbol_of(name, arg_type):
+    """The C symbol of entry `name` for the (canonical) argument tuple type."""
+    digest = hashlib.sha256(str(arg_type).encode()).hexdigest()[:16]
+    return f"fastmlp_{name}_{digest}"
+
+
+def link(name, entry, returns, sample):
+    """Compile (or load from the cache) `entry` as a C function for the argument tuple
+    type of `sample` (a tuple of values of the types the call site passes) and register
+    its symbol. Returns the symbol. Thread-safe; each symbol is compiled once a process."""
+    arg_type = canonical(numba.typeof(sample))
+    symbol = symbol_of(name, arg_type)
+    with _LOCK:
+        if symbol not in _LINKED:
+            compiled = compiled_c(returns(types.CPointer(arg_type)), **C_FUNCTION)(entry)
+            llvm.add_symbol(symbol, compiled.address)
+            _LINKED[symbol] = compiled
+    return symbol
+
+
+def _return_ir(context, returns):
+    return ir.VoidType() if returns == types.void else context.get_value_type(returns)
+
+
+def caller(name, returns):
+    """An intrinsic `call(args)` that calls entry `name` (see link) with the tuple args;
+    returns what the entry returns (`returns`: void, or an integer or float type)."""
+    @intrinsic
+    def call_entry(typingctx, args):
+        if not isinstance(args, types.BaseTuple):
+            return None
+        arg_type = canonical(args)
+        symbol = symbol_of(name, arg_type)
+        if symbol not in _LINKED:
+            raise TypingError(f"the C entry {name!r} is not linked for the arguments {arg_type}"
+                              f" (c_entry.link must run first, with a sample of these types)")
+
+        def codegen(context, builder, signature, llargs):
+            value = context.cast(builder, llargs[0], signature.args[0], arg_type)
+            slot = cgutils.alloca_once(builder, context.get_data_type(arg_type))
+            context.pack_value(builder, arg_type, value, slot)
+            function = cgutils.get_or_insert_function(
+                builder.module, ir.FunctionType(_return_ir(context, returns), [slot.type]), symbol)
+            result = builder.call(function, [slot])
+            return context.get_dummy_value() if returns == types.void else result
+
+        return returns(args), codegen
+
+    return call_entry
+
+
+@intrinsic
+def load_arguments(typingctx, pointer):
+    """The argument tuple an entry receives, read from the caller's stack (see caller)."""
+    if not isinstance(pointer, types.CPointer):
+        return None
+    arg_type = pointer.dtype
+
+    def codegen(context, builder, signature, llargs):
+        value = context.unpack_value(builder, arg_type, llargs[0])
+        # the caller's arrays, borrowed: Numba releases the entry's references at its end
+        context.nrt.incref(builder, arg_type, value)
+        return value
+
+    return arg_type(pointer), codegen
