@@ -16,7 +16,8 @@ How an entry works:
   compiled by `link` as a cfunc of C signature `returns(CPointer(T))`, T the Numba
   type of the argument tuple (after `canonical`: integers as int64);
 - a kernel calls it as `caller(name, returns)((a, b, c, ...))`: the tuple goes to the
-  caller's stack and its address to the entry (Numba's data layout on both sides).
+  caller's stack and its address to the entry (Numba's data layout on both sides),
+  its arrays borrowed: the caller holds them for the call (`without_owners`).
 
 Entry symbols carry a digest of T. `link(name, entry, returns, sample)` compiles (or
 loads from the cache) the cfunc for the type of `sample` and registers it. A call
@@ -74,6 +75,25 @@ def link(name, entry, returns, sample):
     return symbol
 
 
+def without_owners(context, builder, value_type, value):
+    """`value` (of Numba type value_type) with the owner (meminfo) and Python parent of
+    every array in it set to null. The caller keeps its arrays alive through the call;
+    an array without an owner makes Numba's reference counting in the entry a no-op,
+    instead of atomic operations on a counter that every thread's call touches
+    (measured on W3 at batch 256, 2 threads: the backward pass 11.9 -> 16-17 ms with them)."""
+    if isinstance(value_type, types.Array):
+        model = context.data_model_manager[value_type]
+        for field in ("meminfo", "parent"):
+            position = model.get_field_position(field)
+            null = ir.Constant(value.type.elements[position], None)
+            value = builder.insert_value(value, null, position)
+    elif isinstance(value_type, types.BaseTuple):
+        for i, member_type in enumerate(value_type):
+            member = without_owners(context, builder, member_type, builder.extract_value(value, i))
+            value = builder.insert_value(value, member, i)
+    return value
+
+
 def _return_ir(context, returns):
     return ir.VoidType() if returns == types.void else context.get_value_type(returns)
 
@@ -93,6 +113,7 @@ def caller(name, returns):
 
         def codegen(context, builder, signature, llargs):
             value = context.cast(builder, llargs[0], signature.args[0], arg_type)
+            value = without_owners(context, builder, arg_type, value)
             slot = cgutils.alloca_once(builder, context.get_data_type(arg_type))
             context.pack_value(builder, arg_type, value, slot)
             function = cgutils.get_or_insert_function(
@@ -113,9 +134,7 @@ def load_arguments(typingctx, pointer):
     arg_type = pointer.dtype
 
     def codegen(context, builder, signature, llargs):
-        value = context.unpack_value(builder, arg_type, llargs[0])
-        # the caller's arrays, borrowed: Numba releases the entry's references at its end
-        context.nrt.incref(builder, arg_type, value)
-        return value
+        # its arrays have no owner (without_owners): nothing to count references of
+        return context.unpack_value(builder, arg_type, llargs[0])
 
     return arg_type(pointer), codegen
