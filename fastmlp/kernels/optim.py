@@ -392,7 +392,7 @@ def update_range(kind, hyper, lr, step, params, grads, state, start, stop, penal
     return ok
 
 
-@kernel(**JIT)
+@kernel(**INLINED)
 def update_block_at(kb, kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts, mu_t,
                     mu_next, mu_prod, adaptive, extras):
     """Update block kb of `blocks` (update_range); 1 (uint8) when its new values hold a NaN
@@ -406,7 +406,10 @@ def update_block_at(kb, kind, hyper, lr, step, params, grads, state, blocks, seg
 
 def update_entry(args):
     """update_block_at(*args) as a C function (kernels/c_entry.py)."""
-    return update_block_at(*load_arguments(args))
+    (kb, kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts, mu_t, mu_next,
+     mu_prod, adaptive, extras) = load_arguments(args)
+    return update_block_at(kb, kind, hyper, lr, step, params, grads, state, blocks, seg, n_parts,
+                           mu_t, mu_next, mu_prod, adaptive, extras)
 
 
 call_update_block_at = caller("update_block_at", types.uint8)

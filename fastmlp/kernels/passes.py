@@ -86,6 +86,21 @@ def gather_pass(X, y, T, order, pos, n_rows, n_chunks, ws, base, ld, yb, Tb):
 
 
 # ------------------------------------------------------------------ forward
+@kernel(**JIT)
+def forward_dropout(dropout, ops, k, ws, X, A, rate, r0, r1, training, seed, step):
+    """Forward of dropout op k on rows r0:r1 (X its input rows, A its output rows): the
+    masks of (seed, step) at this rate when training, else a copy. dropout: a compile-time switch
+    (see loop.run_batches), pruned here, where it is an argument, when None."""
+    if dropout is not None:
+        n = ops[k, F_NIN]
+        if training:
+            dropout_forward(X, A, rows(ws, ops[k, F_AUX], n, r0, r1), rate,
+                            seed, step * ops.shape[0] + k, r0)
+        else:
+            copy_into(ws[ops[k, F_IN] + r0 * n: ops[k, F_IN] + r1 * n],
+                      ws[ops[k, F_OUT] + r0 * n: ops[k, F_OUT] + r1 * n])
+
+
 @kernel(**INLINED)
 def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, step, dropout):
     """Forward of op k (dense, activation, dropout, residual sum, or the normalise pass
@@ -105,13 +120,8 @@ def forward_chunk(ops, opf, k, params, bn_stats, ws, r0, r1, training, seed, ste
                      rows(ws, ops[k, F_AUX], n_out, r0, r1), A, act, alpha)
     elif kind == OP_ACT:
         act_forward(X, A, act, alpha)
-    elif kind == OP_DROPOUT and dropout is not None:
-        if training:
-            dropout_forward(X, A, rows(ws, ops[k, F_AUX], n_in, r0, r1), alpha, seed,
-                            step * ops.shape[0] + k, r0)
-        else:
-            copy_into(ws[ops[k, F_IN] + r0 * n_in: ops[k, F_IN] + r1 * n_in],
-                      ws[ops[k, F_OUT] + r0 * n_out: ops[k, F_OUT] + r1 * n_out])
+    elif kind == OP_DROPOUT:
+        forward_dropout(dropout, ops, k, ws, X, A, alpha, r0, r1, training, seed, step)
     elif kind == OP_ADD:
         S = rows(ws, ops[k, F_AUX], n_in, r0, r1)
         for i in range(X.shape[0]):
@@ -187,7 +197,7 @@ def forward_run_end(ops, k, training):
     return last
 
 
-@kernel(**JIT)
+@kernel(**INLINED)
 def forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_rows, n_chunks,
                  c, training, seed, step, dropout):
     """Part c (of n_chunks) of a forward phase: of op k (PH_COLS, PH_KPART, PH_KSUM), of
@@ -216,13 +226,16 @@ def forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_r
 
 def forward_entry(args):
     """forward_part(*args) as a C function (kernels/c_entry.py)."""
-    forward_part(*load_arguments(args))
+    (phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_rows, n_chunks, c, training,
+     seed, step, dropout) = load_arguments(args)
+    forward_part(phase, ops, opf, k, j, params, bn_stats, bn_parts, ws, gws, n_rows, n_chunks, c,
+                 training, seed, step, dropout)
 
 
 call_forward_part = caller("forward_part", types.void)
 
 
-@kernel(**JIT)
+@kernel(**INLINED)
 def bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks, training,
                   update_running):
     """Fill bn_stats (mean, inv_std) of bn op k: when training, the batch's (from the
@@ -246,7 +259,11 @@ def bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
 
 def bn_statistics_entry(args):
     """bn_statistics(*args) as a C function (kernels/c_entry.py): 1 for True, else 0."""
-    return np.uint8(1 if bn_statistics(*load_arguments(args)) else 0)
+    (ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks, training,
+     update_running) = load_arguments(args)
+    finite = bn_statistics(ops, opf, k, ws, bn_run, bn_stats, bn_parts, n_rows, n_chunks,
+                           training, update_running)
+    return np.uint8(1 if finite else 0)
 
 
 call_bn_statistics = caller("bn_statistics", types.uint8)
@@ -300,10 +317,11 @@ def forward_pass(ops, opf, params, bn_run, bn_stats, bn_parts, ws, gws, n_rows, 
 
 
 # ------------------------------------------------------------------ loss
-@kernel(**INLINED)
+@kernel(**JIT)
 def loss_chunk(code, margin, Z, y, T, dZ, n_rows, write_grad, general_loss):
     """The head's loss on one chunk: (loss sum, metric sum) (see kernels/losses.py).
-    general_loss None (a compile-time switch): the head is softmax cross-entropy."""
+    general_loss None (a compile-time switch, pruned here where it is an argument): the
+    head is softmax cross-entropy."""
     inv_n = 1.0 / n_rows
     if general_loss is None:
         return softmax_xent(Z, y, dZ, inv_n, write_grad)
@@ -318,7 +336,7 @@ def loss_chunk(code, margin, Z, y, T, dZ, n_rows, write_grad, general_loss):
     return softmax_xent(Z, y, dZ, inv_n, write_grad)
 
 
-@kernel(**JIT)
+@kernel(**INLINED)
 def loss_part(c, ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad,
               general_loss):
     """Chunk c of loss_pass: the head's (loss sum, metric sum) over its rows into
@@ -335,7 +353,10 @@ def loss_part(c, ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_
 
 def loss_entry(args):
     """loss_part(*args) as a C function (kernels/c_entry.py)."""
-    loss_part(*load_arguments(args))
+    (c, ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad,
+     general_loss) = load_arguments(args)
+    loss_part(c, ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_grad,
+              general_loss)
 
 
 call_loss_part = caller("loss_part", types.void)
@@ -363,6 +384,15 @@ def loss_pass(ops, opf, ws, gws, yb, Tb, n_rows, n_chunks, loss_parts, write_gra
 
 
 # ------------------------------------------------------------------ backward
+@kernel(**JIT)
+def backward_dropout(dropout, ops, k, ws, gws, dA, r0, r1):
+    """Backward of dropout op k on rows r0:r1 (dA: its output's gradient rows). dropout:
+    a compile-time switch, pruned here when None (see forward_dropout)."""
+    if dropout is not None and ops[k, F_NEED_DX] != 0:
+        n = ops[k, F_NIN]
+        dropout_backward(dA, rows(ws, ops[k, F_AUX], n, r0, r1), rows(gws, ops[k, F_IN], n, r0, r1))
+
+
 @kernel(**INLINED)
 def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1, dropout):
     """Backward of op k on rows r0:r1; parameter gradients go to this chunk's grads_c."""
@@ -384,10 +414,8 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1, dropou
     elif kind == OP_BN:
         bn_backward_sums(dA, A, rows(ws, ops[k, F_AUX], n_out, r0, r1), act, alpha,
                          grads_c[p0: p0 + n_out], grads_c[p1: p1 + n_out])
-    elif kind == OP_DROPOUT and dropout is not None:
-        if ops[k, F_NEED_DX] != 0:
-            dropout_backward(dA, rows(ws, ops[k, F_AUX], n_in, r0, r1),
-                             rows(gws, ops[k, F_IN], n_in, r0, r1))
+    elif kind == OP_DROPOUT:
+        backward_dropout(dropout, ops, k, ws, gws, dA, r0, r1)
     elif kind == OP_ADD:
         copy_into(gws[ops[k, F_OUT] + r0 * n_out: ops[k, F_OUT] + r1 * n_out],
                   gws[ops[k, F_IN] + r0 * n_in: ops[k, F_IN] + r1 * n_in])
@@ -402,7 +430,7 @@ def backward_chunk(ops, opf, k, params, grads_c, ws, gws, n_rows, r0, r1, dropou
                       gws[ops[k, F_IN] + r0 * n_in: ops[k, F_IN] + r1 * n_in])
 
 
-@kernel(**JIT)
+@kernel(**INLINED)
 def bn_gradient_totals(ops, k, grads, bn_stats, n_chunks):
     """dgamma and dbeta of bn op k over the whole batch (the chunks' partials in grads,
     added in chunk order) into bn_stats, where bn_input_gradient reads them."""
@@ -419,7 +447,8 @@ def bn_gradient_totals(ops, k, grads, bn_stats, n_chunks):
 
 def bn_gradient_totals_entry(args):
     """bn_gradient_totals(*args) as a C function (kernels/c_entry.py)."""
-    bn_gradient_totals(*load_arguments(args))
+    ops, k, grads, bn_stats, n_chunks = load_arguments(args)
+    bn_gradient_totals(ops, k, grads, bn_stats, n_chunks)
 
 
 call_bn_gradient_totals = caller("bn_gradient_totals", types.void)
@@ -507,7 +536,7 @@ def backward_run_end(ops, k):
     return 0
 
 
-@kernel(**JIT)
+@kernel(**INLINED)
 def backward_part(phase, ops, opf, k, j, bn_above, params, grads, bn_stats, ws, gws, n_rows,
                   n_chunks, c, dropout, update, hyper, adaptive, extras):
     """Part c (of n_chunks) of a backward phase: the dW tiles of op k (PH_TILES), or the
@@ -528,7 +557,10 @@ def backward_part(phase, ops, opf, k, j, bn_above, params, grads, bn_stats, ws, 
 
 def backward_entry(args):
     """backward_part(*args) as a C function (kernels/c_entry.py)."""
-    return backward_part(*load_arguments(args))
+    (phase, ops, opf, k, j, bn_above, params, grads, bn_stats, ws, gws, n_rows, n_chunks, c,
+     dropout, update, hyper, adaptive, extras) = load_arguments(args)
+    return backward_part(phase, ops, opf, k, j, bn_above, params, grads, bn_stats, ws, gws,
+                         n_rows, n_chunks, c, dropout, update, hyper, adaptive, extras)
 
 
 call_backward_part = caller("backward_part", types.uint8)
