@@ -518,8 +518,8 @@ def tile_gemm(m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
 
 
 # gemm_bt, tile_gemm and the leftover column functions (one caller each) are inlined
-# into gemm_entry, not compiled on their own and then linked in again (the cold first
-# fit 0.3 s faster).
+# into gemm_entry, and gemm_entry into the C entry's body, not compiled on their own and
+# then linked in again (the cold first fit 0.3 s faster for the first).
 @kernel(**JIT)
 def tiles_pay_off(trans_a, trans_b, m, n, k, itemsize):
     """True for the products where the tiles measured faster than BLAS (see MAX_ROWS ...
@@ -532,7 +532,7 @@ def tiles_pay_off(trans_a, trans_b, m, n, k, itemsize):
     return n * itemsize >= MIN_B_ROW_BYTES
 
 
-@kernel(**JIT)
+@kernel(**INLINED)
 def gemm_entry(trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """`gemm` with int64 integers: by the tiles where the host has them (TILES) and they
     pay off (tiles_pay_off), by BLAS otherwise."""
