@@ -16,7 +16,10 @@ BN steps between phases) are called through C entries (kernels/c_entry.py): Numb
 compiles every prange loop into functions of its own that link, and optimise again,
 all the code their body calls. Behind an entry a body is compiled once, not in each
 of the loop's functions, the pass and run_batches (measured, the README's first fit
-with an empty cache: 31.8 s before, 21.7 s after).
+with an empty cache, fresh processes in turn: 33.7-36.4 s before, 21.7-22.5 s after).
+Each body is inlined into its entry (`@kernel(**INLINED)`, one caller); the
+compile-time switches are pruned where they are arguments, in small kernels of their
+own (forward_dropout, backward_dropout, loss_chunk, optim.update_range).
 """
 import numpy as np
 from numba import prange, types
