@@ -231,7 +231,7 @@ def link_entries(tables, data, state, work, run, records, aug, adaptive, extras,
     cache refers to them by name. Each sample below has the types of the tuple its pass
     passes (a mismatch fails to compile, naming both). Done once per dtype and switches:
     the arrays in the samples are the model's own (C-contiguous, writable), so their
-    types follow from the dtype, and the optimizer's Hyper has fixed field types.
+    types follow from the dtype, and the optimizer's Hyper has fixed field types."""
     key = (state.params.dtype, adaptive, extras, dropout, general_loss)
     if key in _LINKED_FOR:
         return
