@@ -26,7 +26,7 @@ from numba import prange, types
 
 from .._config import INLINED, JIT, PARALLEL, kernel
 from .activations import act_backward, act_forward, bias_act_forward
-from .c_entry import caller, link, load_arguments
+from .c_entry import caller, load_arguments
 from .batchnorm import (bn_backward_dx, bn_backward_sums, bn_finalize_stats, bn_normalize,
                         bn_partial_stats, bn_running_stats)
 from .dense import dense_backward, dense_backward_rows, dense_forward
@@ -92,8 +92,9 @@ def gather_pass(X, y, T, order, pos, n_rows, n_chunks, ws, base, ld, yb, Tb):
 @kernel(**JIT)
 def forward_dropout(dropout, ops, k, ws, X, A, rate, r0, r1, training, seed, step):
     """Forward of dropout op k on rows r0:r1 (X its input rows, A its output rows): the
-    masks of (seed, step) at this rate when training, else a copy. dropout: a compile-time switch
-    (see loop.run_batches), pruned here, where it is an argument, when None."""
+    masks of (seed, step) at this rate when training, else a copy. dropout: a
+    compile-time switch (see loop.run_batches), pruned here, where it is an argument,
+    when None."""
     if dropout is not None:
         n = ops[k, F_NIN]
         if training:
