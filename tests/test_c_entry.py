@@ -97,3 +97,15 @@ def test_link_is_idempotent_and_symbols_differ_by_type():
     other = c_entry.link("body", body_entry, types.uint8, sample(x.astype(np.float32),
                                                                     x.astype(np.float32), None))
     assert first == again != other
+
+
+def test_link_tells_apart_samples_that_differ_only_in_an_array_flag():
+    """link remembers samples by sample_key: a read-only or Fortran-ordered array is a
+    different Numba type, so it must reach a symbol of its own."""
+    x = np.zeros((2, 2))
+    frozen = x.copy()
+    frozen.setflags(write=False)
+    symbols = {c_entry.link("body", body_entry, types.uint8, sample(a, x, None))
+               for a in (x, frozen, np.asfortranarray(np.zeros((2, 3))))}
+    assert len(symbols) == 3
+    assert c_entry.link("body", body_entry, types.uint8, sample(x.copy(), x, None)) in symbols
