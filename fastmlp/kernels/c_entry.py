@@ -87,14 +87,33 @@ def link(name, entry, returns, sample):
     symbol = _SYMBOL_OF_SAMPLE.get(key)
     if symbol is not None:
         return symbol
-    arg_type = canonical(numba.typeof(sample))
+    symbol = link_type(name, entry, returns, canonical(numba.typeof(sample)))
+    _SYMBOL_OF_SAMPLE[key] = symbol
+    return symbol
+
+
+def link_type(name, entry, returns, arg_type):
+    """As link, for the canonical argument tuple type itself (kernels/split_compile.py
+    sends types, not samples, to its helper process). Returns the symbol."""
     symbol = symbol_of(name, arg_type)
     with _LOCK:
-        if symbol not in _LINKED:
+        if _LINKED.get(symbol) is None:
             compiled = compiled_c(returns(types.CPointer(arg_type)), **C_FUNCTION)(entry)
             llvm.add_symbol(symbol, compiled.address)
             _LINKED[symbol] = compiled
-        _SYMBOL_OF_SAMPLE[key] = symbol
+    return symbol
+
+
+def stand_in(name, arg_type, address):
+    """Register entry `name` for arg_type at `address` without compiling it, so that
+    kernels calling it compile: only for a process that compiles kernels into the
+    cache and never runs them (kernels/split_compile.py). Their cached code names the
+    symbol, and a process that loads it links the real entry first."""
+    symbol = symbol_of(name, arg_type)
+    with _LOCK:
+        if symbol not in _LINKED:
+            llvm.add_symbol(symbol, address)
+            _LINKED[symbol] = None
     return symbol
 
 

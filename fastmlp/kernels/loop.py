@@ -28,7 +28,8 @@ from .augment import augment_batch
 from .c_entry import link
 from .layout import (F_ACT, F_IN, F_LD, F_NIN, LOSS_MSE, LOSS_SIGMOID_BCE, MODE_EVAL, MODE_TRAIN,
                      STOP_BN, STOP_LOSS, STOP_NONE, STOP_PARAMS)
-from .optim import link_update, step_scalars, update_blocks
+from . import split_compile
+from .optim import step_scalars, update_blocks, update_request
 from .passes import backward_pass, forward_pass, gather_pass, loss_pass
 from .schedule import schedule_lr
 from .tile_gemm import link_gemm
@@ -223,34 +224,54 @@ def run_batches(tables, data, state, work, run, records, aug, adaptive, extras, 
 _LINKED_FOR = set()
 
 
-def link_entries(tables, data, state, work, run, records, aug, adaptive, extras, dropout,
-                 general_loss):
-    """Register the C functions that run_batches' kernels call (the GEMM, the bodies of
-    the passes' parallel loops: kernels/c_entry.py) for the types of these arguments,
-    run_batches' own. Call it before run_batches: a kernel compiled or loaded from the
-    cache refers to them by name. Each sample below has the types of the tuple its pass
-    passes (a mismatch fails to compile, naming both). Done once per dtype and switches:
-    the arrays in the samples are the model's own (C-contiguous, writable), so their
-    types follow from the dtype, and the optimizer's Hyper has fixed field types."""
+def entry_requests(tables, data, state, work, run, records, aug, adaptive, extras, dropout,
+                   general_loss):
+    """The C entries that run_batches' kernels call (the bodies of the passes' parallel
+    loops: kernels/c_entry.py), for the types of these arguments, run_batches' own: a
+    list of (name, entry, returns, sample), the arguments of c_entry.link. Each sample
+    has the types of the tuple its pass passes (a mismatch fails to compile, naming
+    both)."""
+    i, x, ws = 0, 0.0, work.ws   # any integer, any float (c_entry.canonical)
+    ops, opf, params = tables.ops, tables.opf, state.params
+    update = (True, i, x, i, state.opt_state, tables.seg, x, x, x)
+    return [
+        ("forward_part", passes.forward_entry, types.void,
+         (i, ops, opf, i, i, params, work.bn_stats, work.bn_parts, ws, work.gws, i, i, i, True,
+          i, i, dropout)),
+        ("bn_statistics", passes.bn_statistics_entry, types.uint8,
+         (ops, opf, i, ws, state.bn_run, work.bn_stats, work.bn_parts, i, i, True, True)),
+        ("bn_gradient_totals", passes.bn_gradient_totals_entry, types.void,
+         (ops, i, state.grads, work.bn_stats, i)),
+        ("loss_part", passes.loss_entry, types.void,
+         (i, ops, opf, ws, work.gws, work.yb, work.Tb, i, i, work.loss_parts, True,
+          general_loss)),
+        ("backward_part", passes.backward_entry, types.uint8,
+         (i, ops, opf, i, i, i, params, state.grads, work.bn_stats, ws, work.gws, i, i, i,
+          dropout, update, run.opt_hyper, adaptive, extras)),
+        update_request(run.opt_hyper, params, state.grads, state.opt_state, tables.blocks,
+                       tables.seg, adaptive, extras),
+    ]
+
+
+def link_entries(*args):
+    """Register the C functions that run_batches' kernels call (the GEMM and
+    entry_requests) for the types of `args`, run_batches' arguments. Call it before
+    run_batches: a kernel compiled or loaded from the cache refers to them by name.
+
+    Done once per dtype and switches: the arrays in the samples are the model's own
+    (C-contiguous, writable), so their types follow from the dtype, and the
+    optimizer's Hyper has fixed field types. On a cold cache a helper process compiles
+    some entries and run_batches meanwhile (kernels/split_compile.py)."""
+    tables, data, state, work, run, records, aug, adaptive, extras, dropout, general_loss = args
     key = (state.params.dtype, adaptive, extras, dropout, general_loss)
     if key in _LINKED_FOR:
         return
-    link_gemm(state.params.dtype)
-    i, x, ws = 0, 0.0, work.ws   # any integer, any float (c_entry.canonical)
-    ops, opf, params = tables.ops, tables.opf, state.params
-    link("forward_part", passes.forward_entry, types.void,
-         (i, ops, opf, i, i, params, work.bn_stats, work.bn_parts, ws, work.gws, i, i, i, True, i,
-          i, dropout))
-    link("bn_statistics", passes.bn_statistics_entry, types.uint8,
-         (ops, opf, i, ws, state.bn_run, work.bn_stats, work.bn_parts, i, i, True, True))
-    link("bn_gradient_totals", passes.bn_gradient_totals_entry, types.void,
-         (ops, i, state.grads, work.bn_stats, i))
-    link("loss_part", passes.loss_entry, types.void,
-         (i, ops, opf, ws, work.gws, work.yb, work.Tb, i, i, work.loss_parts, True, general_loss))
-    update = (True, i, x, i, state.opt_state, tables.seg, x, x, x)
-    link("backward_part", passes.backward_entry, types.uint8,
-         (i, ops, opf, i, i, i, params, state.grads, work.bn_stats, ws, work.gws, i, i, i, dropout,
-          update, run.opt_hyper, adaptive, extras))
-    link_update(run.opt_hyper, params, state.grads, state.opt_state, tables.blocks, tables.seg,
-                adaptive, extras)
+    requests = entry_requests(*args)
+    with split_compile.compiling(args, requests) as helper_takes:
+        link_gemm(state.params.dtype)
+        for request in requests:
+            if request[0] not in helper_takes:
+                link(*request)
+    for request in requests:   # the helper's: loaded from the cache it filled
+        link(*request)
     _LINKED_FOR.add(key)

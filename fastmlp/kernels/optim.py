@@ -415,12 +415,18 @@ def update_entry(args):
 call_update_block_at = caller("update_block_at", types.uint8)
 
 
+def update_request(hyper, params, grads, state, blocks, seg, adaptive, extras):
+    """update_block_at's C entry for the types of these update_blocks arguments:
+    (name, entry, returns, sample), the arguments of c_entry.link."""
+    i, x = 0, 0.0   # any integer, any float (c_entry.canonical)
+    return ("update_block_at", update_entry, types.uint8,
+            (i, i, hyper, x, i, params, grads, state, blocks, seg, i, x, x, x, adaptive, extras))
+
+
 def link_update(hyper, params, grads, state, blocks, seg, adaptive, extras):
     """Register update_block_at's C entry for the types of these update_blocks arguments
     (before a kernel that calls update_blocks is compiled or loaded from the cache)."""
-    i, x = 0, 0.0   # any integer, any float (c_entry.canonical)
-    link("update_block_at", update_entry, types.uint8,
-         (i, i, hyper, x, i, params, grads, state, blocks, seg, i, x, x, x, adaptive, extras))
+    link(*update_request(hyper, params, grads, state, blocks, seg, adaptive, extras))
 
 
 @kernel(**PARALLEL)

@@ -587,6 +587,15 @@ def link_gemm(dtype):
     return _C_ENTRIES[ty]
 
 
+def stand_in_gemm(dtype, address):
+    """Register the C entry's name for `dtype` at `address` without compiling it: only
+    for a process that compiles kernels into the cache and never runs them
+    (kernels/split_compile.py; c_entry.stand_in)."""
+    ty = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    if ty not in _C_ENTRIES:
+        llvm.add_symbol(_C_NAMES[ty], address)
+
+
 @intrinsic
 def call_c_gemm(typingctx, trans_a, trans_b, m, n, k, a, a_off, lda, b, b_off, ldb, c, c_off, ldc):
     """Call the C entry of c's dtype (fastmlp_gemm_f32 / _f64, see link_gemm) with
