@@ -17,6 +17,7 @@ then five compile-time switches (see run_batches). `link_entries`, called with t
 same arguments first, registers the C functions the kernels call by name (the GEMM
 and the passes' loop bodies: kernels/c_entry.py).
 """
+import threading
 from typing import NamedTuple
 
 import numpy as np
@@ -222,6 +223,7 @@ def run_batches(tables, data, state, work, run, records, aug, adaptive, extras, 
 
 
 _LINKED_FOR = set()
+_LINKING = threading.Lock()   # one thread links (and may start a helper) at a time
 
 
 def entry_requests(tables, data, state, work, run, records, aug, adaptive, extras, dropout,
@@ -266,12 +268,15 @@ def link_entries(*args):
     key = (state.params.dtype, adaptive, extras, dropout, general_loss)
     if key in _LINKED_FOR:
         return
-    requests = entry_requests(*args)
-    with split_compile.compiling(args, requests) as helper_takes:
-        link_gemm(state.params.dtype)
-        for request in requests:
-            if request[0] not in helper_takes:
-                link(*request)
-    for request in requests:   # the helper's: loaded from the cache it filled
-        link(*request)
-    _LINKED_FOR.add(key)
+    with _LINKING:
+        if key in _LINKED_FOR:   # another thread linked them meanwhile
+            return
+        requests = entry_requests(*args)
+        with split_compile.compiling(args, requests) as helper_takes:
+            link_gemm(state.params.dtype)
+            for request in requests:
+                if request[0] not in helper_takes:
+                    link(*request)
+        for request in requests:   # the helper's: loaded from the cache it filled
+            link(*request)
+        _LINKED_FOR.add(key)
