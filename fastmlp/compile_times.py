@@ -19,8 +19,9 @@ from . import _config
 FILE_NAME = "compile-times.json"
 
 # With no compile timed on this machine: a first fit with an empty cache compiled in
-# 24-28 s on a quiet 2-core host and 30-42 s on a busy one (README, Compile time).
-DEFAULT_ESTIMATE_S = 30.0
+# 13-15 s on a 2-core host (a helper process compiles half: kernels/split_compile.py)
+# and 22-25 s with one core (README, Compile time).
+DEFAULT_ESTIMATE_S = 20.0
 
 
 def compile_key(dtype, switches):

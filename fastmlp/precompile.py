@@ -100,7 +100,7 @@ def warmup(configurations=None, progress=True, stream=None):
 
     progress: a tqdm bar over the configurations on `stream` (default sys.stderr),
     its elapsed time refreshed every second while a configuration compiles.
-    Returns {name: seconds}: about 30 s for each configuration compiled from
+    Returns {name: seconds}: 13-25 s for each configuration compiled from
     scratch, under a second for one already in the cache. ValueError for an unknown
     name (before anything compiles). With FASTMLP_NO_CACHE=1 the kernels compile for
     this process only.

@@ -29,7 +29,7 @@ class CompileNotice(event.Listener):
     pipe) a start line and that end line are printed, nothing in between. `tty`
     overrides the terminal detection (tests).
 
-    With an empty cache the first fit of a configuration compiles for about 30 s
+    With an empty cache the first fit of a configuration compiles for 13-25 s
     before its first step, which would otherwise look like a hang; later runs load
     the kernels from the on-disk cache in under a second and show nothing.
 
