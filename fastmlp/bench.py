@@ -996,7 +996,7 @@ def run_compile(args):
               "--quick)".format(**info), flush=True)
         return info
     print("compile: import + first fit in fresh processes with an empty kernel cache "
-          "(compiles, typically 30-60 s), then warm ...", flush=True)
+          "(compiles: 13-25 s on a 2-core host), then warm ...", flush=True)
     info = compile_times()
     print("compile: empty cache: import {cold_import_s:.2f} s + first fit "
           "{cold_first_fit_s:.1f} s = {cold_import_plus_first_fit_s:.1f} s; warm cache: "

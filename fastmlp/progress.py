@@ -9,6 +9,10 @@ import time
 from numba.core import event
 
 from . import compile_times
+from .kernels.split_compile import COMPILE_EVENT
+
+# Numba's compiles, and a first fit's wait for its helper process, which compiles too
+COMPILE_EVENTS = ("numba:compile", COMPILE_EVENT)
 
 
 def _is_tty(stream):
@@ -37,7 +41,9 @@ class CompileNotice(event.Listener):
     seconds from the first compile's start to the last one's end are recorded for
     it, whether or not verbose. A listener of Numba's "numba:compile" events
     (numba.core.event), which fire only when a function is compiled (not loaded
-    from the cache); the compiles of callees nested inside one are one compile.
+    from the cache), and of the event that spans a first fit's wait for the helper
+    process compiling beside it (kernels/split_compile.py); the compiles of callees
+    nested inside one are one compile.
     """
 
     def __init__(self, verbose, stream=None, key=None, tty=None, interval=0.5):
@@ -59,12 +65,14 @@ class CompileNotice(event.Listener):
     def __enter__(self):
         self._listening = self.verbose or self.key is not None
         if self._listening:
-            event.register("numba:compile", self)
+            for kind in COMPILE_EVENTS:
+                event.register(kind, self)
         return self
 
     def __exit__(self, exc_type, *exc):
         if self._listening:
-            event.unregister("numba:compile", self)
+            for kind in COMPILE_EVENTS:
+                event.unregister(kind, self)
         if self.t0 is None:
             return False
         end = self.t_end if self.t_end is not None and self.depth == 0 else time.perf_counter()

@@ -55,6 +55,21 @@ def test_notice_brackets_all_compiles_with_two_lines_off_a_terminal(record_dir):
     assert notice.elapsed == pytest.approx(seconds, abs=0.06)
 
 
+def test_notice_counts_the_wait_for_a_compiling_helper_process(record_dir):
+    from numba.core import event
+    from fastmlp.kernels.split_compile import COMPILE_EVENT
+    out = io.StringIO()
+    kernel = fresh_kernel()
+    with CompileNotice(verbose=1, stream=out, key="float32 sgd"):
+        assert kernel(1.5) == 4.0
+        with event.trigger_event(COMPILE_EVENT, data={"helper": 0}):
+            time.sleep(0.5)    # a first fit waiting for its helper (kernels/split_compile.py)
+    seconds = float(re.fullmatch(r"fastmlp: compiled in ([\d.]+) s",
+                                 out.getvalue().splitlines()[-1]).group(1))
+    assert seconds >= 0.5
+    assert compile_times.expected("float32 sgd")[0] >= 0.5
+
+
 def test_notice_is_silent_without_a_compile_or_when_not_verbose():
     kernel = fresh_kernel()
     quiet = io.StringIO()

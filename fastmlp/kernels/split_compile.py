@@ -38,6 +38,7 @@ from pathlib import Path
 
 import llvmlite.binding as llvm
 import numba
+from numba.core import event
 
 from .. import _config
 
@@ -48,6 +49,9 @@ HELPER_ENTRIES = ("forward_part",)
 # How long a first fit waits for its helper before compiling the rest itself (s).
 HELPER_TIMEOUT_S = 900
 MARKER_FOLDER = "compiled-loops"
+# The event (numba.core.event) that spans a first fit's wait for its helper: compile
+# time too, which progress.CompileNotice counts with Numba's own compiles.
+COMPILE_EVENT = "fastmlp:compile"
 
 
 def enabled():
@@ -102,7 +106,8 @@ def compiling(loop_args, requests):
             finish(helper)
         raise
     if helper is not None:
-        finish(helper)
+        with event.trigger_event(COMPILE_EVENT, data={"helper": helper.pid}):
+            finish(helper)
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()
