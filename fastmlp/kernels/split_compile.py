@@ -5,9 +5,9 @@ compiles on one core. The C entries (kernels/c_entry.py) make the work divisible
 kernels call each other's entries by symbol name, and the cache keeps that name, so a
 kernel can be compiled in one process and loaded in another that links the entry.
 
-`compiling(loop_args, requests)` (loop.link_entries) starts a helper process,
-`python -m fastmlp.kernels.split_compile`, when these run_batches argument types were
-never compiled into this cache folder. The helper compiles the entries named in
+`compiling(loop_args, requests)` (loop.link_entries) starts a helper process (a Python
+running `helper_main`) when these run_batches argument types were never compiled into
+this cache folder. The helper compiles the entries named in
 HELPER_ENTRIES and run_batches itself into the cache, while this process compiles
 the other entries; then this process loads the helper's work from the cache. In the
 helper, the entries it does not compile (and the GEMM) are stand-ins: a symbol at an
@@ -52,6 +52,11 @@ MARKER_FOLDER = "compiled-loops"
 # The event (numba.core.event) that spans a first fit's wait for its helper: compile
 # time too, which progress.CompileNotice counts with Numba's own compiles.
 COMPILE_EVENT = "fastmlp:compile"
+# `python -c` puts the working folder first on sys.path: drop it, so that the helper
+# imports the fastmlp this process runs (start_helper puts it first on PYTHONPATH)
+HELPER_COMMAND = ("import sys; del sys.path[0]; import pickle; "
+                  "from fastmlp.kernels import split_compile; "
+                  "split_compile.helper_main(pickle.load(sys.stdin.buffer))")
 
 
 def enabled():
@@ -117,7 +122,8 @@ def compiling(loop_args, requests):
 
 def start_helper(loop_types, dtype, requests):
     """Start the helper process for these run_batches argument types, parameter dtype
-    and entry requests; the Popen (its .scratch: the temporary cache folder), or None when it cannot start."""
+    and entry requests; the Popen (its .scratch: the temporary cache folder), or None
+    when it cannot start."""
     from .c_entry import canonical
     entries, stand_ins = [], []
     for name, entry, returns, sample in requests:
@@ -126,21 +132,25 @@ def start_helper(loop_types, dtype, requests):
             entries.append((name, entry, returns, arg_type))
         else:
             stand_ins.append((name, arg_type))
-    payload = pickle.dumps({"folder": _config.CACHE_FOLDER, "gemm_dtype": dtype,
-                            "stand_ins": stand_ins, "entries": entries,
-                            "loop_types": loop_types})
-    scratch = tempfile.mkdtemp(prefix="fastmlp-compile-")
-    package_parent = str(Path(_config.PACKAGE).parent)
-    env = dict(os.environ, FASTMLP_CACHE_DIR=scratch, FASTMLP_CACHE_SLOTS="0",
-               FASTMLP_SPLIT_COMPILE="0",
-               PYTHONPATH=os.pathsep.join([package_parent, os.environ.get("PYTHONPATH", "")]))
     try:
-        helper = subprocess.Popen([sys.executable, "-m", "fastmlp.kernels.split_compile"],
+        payload = pickle.dumps({"folder": _config.CACHE_FOLDER, "gemm_dtype": dtype,
+                                "stand_ins": stand_ins, "entries": entries,
+                                "loop_types": loop_types})
+    except Exception:   # a type that does not pickle: compile here, as without a helper
+        return None
+    scratch = tempfile.mkdtemp(prefix="fastmlp-compile-")
+    # the helper imports this copy of fastmlp; an empty PYTHONPATH entry would add the cwd
+    paths = [str(Path(_config.PACKAGE).parent)]
+    paths += os.environ.get("PYTHONPATH", "").split(os.pathsep)
+    env = dict(os.environ, FASTMLP_CACHE_DIR=scratch, FASTMLP_CACHE_SLOTS="0",
+               FASTMLP_SPLIT_COMPILE="0", PYTHONPATH=os.pathsep.join(p for p in paths if p))
+    try:
+        helper = subprocess.Popen([sys.executable, "-c", HELPER_COMMAND],
                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                   stderr=subprocess.DEVNULL, env=env)
         helper.stdin.write(payload)
         helper.stdin.close()
-    except OSError:
+    except (OSError, ValueError):   # no interpreter to start, or it died at once
         shutil.rmtree(scratch, ignore_errors=True)
         return None
     helper.scratch = scratch
@@ -176,7 +186,6 @@ def helper_main(payload):
         c_entry.link_type(name, entry, returns, arg_type)
     run_batches = _config.kernel(**_config.ENTRY)(loop.run_batches.py_func)
     run_batches.compile(payload["loop_types"])
-
-
-if __name__ == "__main__":
-    helper_main(pickle.load(sys.stdin.buffer))
+    # what it compiled on the way, in its own cache root, is not needed (the fit that
+    # started it deletes the folder too, unless it was stopped meanwhile)
+    shutil.rmtree(_config.cache_root(), ignore_errors=True)
