@@ -19,6 +19,8 @@ Environment variables read at import:
   folder to clear the cache (``python -m fastmlp cache --clear``).
 - ``FASTMLP_GEMM=blas`` makes every GEMM call BLAS (no register tiles; see
   kernels/tile_gemm.py).
+- ``FASTMLP_SPLIT_COMPILE=0``: a cold first fit compiles everything itself, without
+  the helper process that compiles part of it meanwhile (kernels/split_compile.py).
 """
 import hashlib
 import os
