@@ -7,11 +7,12 @@ kernel can be compiled in one process and loaded in another that links the entry
 
 `compiling(loop_args, requests)` (loop.link_entries) starts a helper process (a Python
 running `helper_main`) when these run_batches argument types were never compiled into
-this cache folder. The helper compiles the entries named in
-HELPER_ENTRIES and run_batches itself into the cache, while this process compiles
-the other entries; then this process loads the helper's work from the cache. In the
-helper, the entries it does not compile (and the GEMM) are stand-ins: a symbol at an
-address it never calls (c_entry.stand_in), enough to compile code that calls them.
+this cache folder (a marker file per argument types says so). The helper compiles the
+entries named in HELPER_ENTRIES and run_batches itself into the cache, while this
+process compiles the other entries; then this process loads the helper's work from the
+cache. In the helper, the entries it does not compile (and the GEMM) are stand-ins: a
+symbol at an address it never calls (c_entry.stand_in), enough to compile code that
+calls them.
 
 Safety. Numba's cache keeps one index file per function; two processes that write
 one function's index at once can corrupt it (fastmlp/_cache_slot.py). The helper
@@ -22,9 +23,10 @@ compiles on the way (the passes, the entries' callees) goes to a temporary folde
 deleted when it ends. If the helper fails, nothing is lost: this process compiles
 what it finds missing, as without a helper.
 
-Measured (2-core host, `fastmlp train`'s net, empty cache): see README, Compile time.
-FASTMLP_SPLIT_COMPILE=0 turns the helper off; it is also off with one usable CPU and
-with the kernel cache disabled (FASTMLP_NO_CACHE).
+Measured on a 2-core host, import + first fit with an empty cache (the bench's
+script): 12.9-15.3 s with the helper, 22.4-24.7 s without (README, Compile time).
+FASTMLP_SPLIT_COMPILE=0 turns the helper off; it is also off with one usable CPU, with
+the kernel cache disabled (FASTMLP_NO_CACHE) and where C's abort() is not found.
 """
 import contextlib
 import hashlib
