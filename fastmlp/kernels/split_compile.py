@@ -70,11 +70,15 @@ def enabled():
         return False
     if getattr(sys, "frozen", False):   # a bundled app: sys.executable is the app itself
         return False
+    return usable_cpus() >= 2 and stand_in_address() is not None
+
+
+def usable_cpus():
+    """CPUs this process may run on (its affinity on Linux, else all of the machine's)."""
     try:
-        cpus = len(os.sched_getaffinity(0))
+        return len(os.sched_getaffinity(0))
     except AttributeError:     # not Linux
-        cpus = os.cpu_count() or 1
-    return cpus >= 2 and stand_in_address() is not None
+        return os.cpu_count() or 1
 
 
 def stand_in_address():
