@@ -575,11 +575,17 @@ def _c_signature(dtype):
     return types.void(i64, i64, i64, i64, i64, ptr, i64, ptr, i64, ptr, i64)
 
 
+def entry_type(dtype):
+    """The Numba float type whose C entry serves numpy dtype `dtype` (float32, else
+    float64)."""
+    return types.float32 if np.dtype(dtype) == np.float32 else types.float64
+
+
 def link_gemm(dtype):
     """Compile (or load from the cache) the C entry for `dtype` (np.float32 / np.float64)
     and register its address under its name. Must run before any kernel that calls
     `gemm` is first called in a process (model.py and training.py call it)."""
-    ty = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    ty = entry_type(dtype)
     if ty not in _C_ENTRIES:
         entry = compiled_c(_c_signature(ty), **C_FUNCTION)(_entry_body)
         llvm.add_symbol(_C_NAMES[ty], entry.address)
@@ -591,7 +597,7 @@ def stand_in_gemm(dtype, address):
     """Register the C entry's name for `dtype` at `address` without compiling it: only
     for a process that compiles kernels into the cache and never runs them
     (kernels/split_compile.py; c_entry.stand_in)."""
-    ty = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+    ty = entry_type(dtype)
     if ty not in _C_ENTRIES:
         llvm.add_symbol(_C_NAMES[ty], address)
 
