@@ -9,8 +9,9 @@ epochs per fit (or --epochs if more; tol=0 and n_iter_no_change above the epochs
 fit stops early), one warm-up fit of each first (fastmlp's kernels compile or load
 there), then the two estimators' fits in turn (so that a host whose speed drifts slows
 both alike). s/epoch is the wall time of a whole fit divided by its epochs (median of
-`repeats` fits): what a user waits, including each fit's setup (input checks; fastmlp also
-evaluates the loss before training, about a third of an epoch's time per fit).
+`repeats` fits): what a user waits, including each fit's setup (input checks). Like
+MLPClassifier, FastMLPClassifier evaluates nothing before training (it fits with
+initial_metrics=False).
 scikit-learn's BLAS and fastmlp both get `threads` threads.
 Target: fastmlp at least 3x faster.
 """

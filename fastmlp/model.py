@@ -471,7 +471,7 @@ class Sequential:
     def fit(self, X, y, epochs=None, batch_size=None, optimizer=None, l2=None, l1=None,
             validation_data=None, validation_split=0.0, shuffle=True, seed=None,
             verbose=1, n_threads=None, schedule=None, cycles=None, callbacks=None,
-            checkpoint=None, checkpoint_every=1, augment=None):
+            checkpoint=None, checkpoint_every=1, augment=None, initial_metrics=True):
         """Train on (X, y); continues from the current weights and optimizer state.
 
         X (n, n_features) numeric; y (n,) integer labels (or an (n, 1) column of them)
@@ -513,10 +513,15 @@ class Sequential:
         None: fm.get_num_threads() chunks, each compiled call run on all threads or
         on one, whichever is faster at the time (a busy host); the results depend
         only on the chunks.
+        initial_metrics: evaluate the model before the first update, on all the
+        training (and validation) rows, into history.initial (fm.plots draws it at
+        epoch 0); False skips that pass, a forward pass over the data (about a third
+        of an epoch's time). The scikit-learn estimators skip it.
         Returns a History (also kept as self.history).
         """
         snapshot = dict(vars(self))
         try:
+            initial_metrics = V.check_flag(initial_metrics, "initial_metrics")
             (data, val, optimizer, sched, epochs, total_updates, batch_size, shuffle, seed,
              callbacks, verbose) = self._check_fit(
                 X, y, epochs, batch_size, optimizer, l2, l1, validation_data,
@@ -543,7 +548,8 @@ class Sequential:
         adaptive = n_threads is None
         with compute_threads(n_threads) as n_threads:
             train(self, data, val, epochs, batch_size, shuffle, shuffle_seed, verbose,
-                  n_threads, history, total_updates, callbacks, augment, adaptive)
+                  n_threads, history, total_updates, callbacks, augment, adaptive,
+                  initial_metrics)
         return history
 
     def _check_fit(self, X, y, epochs, batch_size, optimizer, l2, l1, validation_data,

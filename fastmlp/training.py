@@ -279,18 +279,20 @@ def compile_key_of_fit(model, augment=None):
 
 
 def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_threads, history,
-          total_updates, callbacks, augment=None, adaptive_threads=False):
+          total_updates, callbacks, augment=None, adaptive_threads=False, initial_metrics=True):
     """Run fit's loop: epochs (or exactly total_updates updates), callbacks between epochs.
     data, val: (X, y labels, T targets) as Sequential._prepare returns them (val may be None).
     adaptive_threads: each compiled call runs on n_threads or on 1 thread, whichever is
     faster at the time (_threads.ThreadChooser); the n_threads row chunks, and so the
-    results, stay the same."""
+    results, stay the same. initial_metrics: fill history.initial (a forward pass over
+    the data before the first update)."""
     from .progress import CompileNotice, Progress
     # a cold cache compiles here (one signature for all modes); the notice shows it
     # when verbose and records how long it took for this configuration either way
     with CompileNotice(verbose, key=compile_key_of_fit(model, augment)):
         run = EpochRunner(model, data, batch_size, n_threads, seed, augment, adaptive_threads)
-        history.initial = model._metrics(data, val, run.n_chunks)
+        if initial_metrics:
+            history.initial = model._metrics(data, val, run.n_chunks)
     # an epoch that an earlier fit left unfinished is finished first (counted in `epochs`)
     start = run.resume_point(shuffle, seed)
     remaining = (max(epochs * run.steps_per_epoch - start, 0) if total_updates is None

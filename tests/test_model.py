@@ -532,6 +532,34 @@ def test_history_contents():
     assert set(h2.initial) == {"loss", "cost", "accuracy"}
 
 
+def test_initial_metrics_false_skips_the_pass_before_training(monkeypatch):
+    """initial_metrics=False: no evaluation before the first update (the pass is not
+    run), history.initial stays empty, and training gives the same bits."""
+    X, y = _fit_data(n=30)
+    Xv, yv = _fit_data(n=11, seed=9)
+    runs = {}
+    for flag in (True, False):
+        model = fm.Sequential(_small_net(), dtype=np.float64, seed=5)
+        calls = []
+        real = fm.Sequential._metrics
+
+        def spy(self, *args, **kwargs):
+            calls.append(args)
+            return real(self, *args, **kwargs)
+
+        monkeypatch.setattr(fm.Sequential, "_metrics", spy)
+        hist = model.fit(X, y, epochs=2, batch_size=10, optimizer=fm.Adam(0.01),
+                         validation_data=(Xv, yv), verbose=0, n_threads=1,
+                         initial_metrics=flag)
+        monkeypatch.setattr(fm.Sequential, "_metrics", real)
+        runs[flag] = (model.get_weights(), hist, len(calls))
+    assert runs[True][2] == 1 and "val_loss" in runs[True][1].initial
+    assert runs[False][2] == 0 and runs[False][1].initial == {}
+    assert runs[False][1].history == {k: v for k, v in runs[True][1].history.items()
+                                      if k != "time"} | {"time": runs[False][1].history["time"]}
+    assert all(np.array_equal(a, b) for a, b in zip(runs[True][0], runs[False][0]))
+
+
 def test_history_validation_data():
     X, y = _fit_data(n=30)
     Xv, yv = _fit_data(n=11, seed=9)

@@ -136,6 +136,26 @@ def test_partial_fit_and_warm_start_continue_training():
         part.partial_fit(X, y + 5)
 
 
+def test_fit_and_partial_fit_evaluate_nothing_before_training(monkeypatch):
+    """Like MLPClassifier, the estimators compute no loss before the first update
+    (Sequential.fit's history.initial, a forward pass over all rows): partial_fit in
+    a loop would otherwise pay a third of an epoch per call."""
+    import fastmlp as fm
+    X, y = _data()
+    calls = []
+    real = fm.Sequential._metrics
+
+    def spy(self, *args, **kwargs):
+        calls.append(args)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(fm.Sequential, "_metrics", spy)
+    est = FastMLPClassifier(hidden_layer_sizes=(6,), max_iter=2, random_state=0).fit(X, y)
+    est.partial_fit(X, y)
+    FastMLPRegressor(hidden_layer_sizes=(6,), max_iter=2, random_state=0).fit(X, X[:, 0])
+    assert calls == [] and est.model_.history.initial == {}
+
+
 def test_string_labels_probabilities_and_pickle():
     X, y = _data()
     labels = np.array(["cat", "dog", "emu"])[y]

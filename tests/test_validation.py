@@ -59,7 +59,7 @@ BAD_FIT = [
     dict(callbacks=[3]), dict(callbacks="cb"),
     dict(checkpoint="/no/such/folder/m.npz"), dict(checkpoint=3),
     dict(checkpoint="x.npz", checkpoint_every=0), dict(checkpoint="x.npz", checkpoint_every=INF),
-    dict(augment="noise"),
+    dict(augment="noise"), dict(initial_metrics="no"), dict(initial_metrics=2),
 ]
 
 

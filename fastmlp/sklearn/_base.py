@@ -198,7 +198,8 @@ class BaseFastMLP(BaseEstimator):
                                     batch_size=batch_size, optimizer=optimizer,
                                     l2=N.l2_for(self.alpha, batch_size, scale),
                                     shuffle=self.shuffle, seed=seed, verbose=0,
-                                    n_threads=n_threads, callbacks=[rules])
+                                    n_threads=n_threads, callbacks=[rules],
+                                    initial_metrics=False)
             except DivergenceError as e:
                 self._store_weights()
                 raise ValueError(f"Solver produced non-finite parameter weights: {e}. The "
