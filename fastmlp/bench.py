@@ -5,7 +5,8 @@
 
 Trains on synthetic data of the seed workloads' shapes and prints seconds per
 epoch (median of >= 3 timed epochs after one warm-up epoch; the frameworks' epochs
-interleaved, so that a drifting host slows them alike), samples/s, the
+interleaved, so that a drifting host slows them alike, each after a 0.3 s pause in
+which the previous one's threads go idle), samples/s, the
 effective training GFLOP/s (2 flops per multiply-add of the dense GEMMs:
 forward, dW and dX except for the first layer) and ratios measured in the same
 run, with the same thread count. Also times numpy's sgemm (2048^2) and the
@@ -90,6 +91,11 @@ QUICK_REF_SAMPLES = 2000
 QUICK_EPOCHS = 2
 # the host counts as busy when its sgemm rate is below this fraction of the quiet figure
 BUSY_FRACTION = 0.5
+# pause before each timed epoch or fit (settle()): after a multi-threaded call, a BLAS or
+# OpenMP runtime's idle threads keep spinning for a while before they sleep (OpenBLAS:
+# OPENBLAS_THREAD_TIMEOUT; on the order of 0.1 s here, see settle) and take a core from
+# whatever runs next
+SETTLE_S = 0.3
 BUSY = "host busy, not judged"
 RESULTS_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                            "bench", "results")
@@ -132,6 +138,17 @@ def build_fastmlp(w):
     optimizer = {"sgd": fm.SGD(LR["sgd"]), "momentum": fm.SGD(LR["momentum"], momentum=0.9),
                  "adam": fm.Adam(LR["adam"])}[opt]
     return model, optimizer
+
+
+def settle():
+    """Sleep SETTLE_S seconds, so that the threads of the framework timed before have
+    gone idle. Measured: a W2 fit (2 threads) started right after a 2-thread numpy
+    sgemm ran its first 120 updates at 671-1026 us each, against 343-354 us after a
+    0.5 s pause and 322-513 us after a 1-thread sgemm; PyTorch's W2 epoch of 120
+    updates took 0.149-0.220 s right after such an sgemm and 0.100-0.154 s after a
+    0.3 s pause (5 pairs). Interleaved epochs would otherwise charge each framework for
+    the spinning threads of the one timed before it."""
+    time.sleep(SETTLE_S)
 
 
 def _dot():
@@ -736,7 +753,9 @@ def run(workloads, threads, quick, with_torch, with_numpy, epochs):
 
     The frameworks' epochs are interleaved (epoch e of each runner, then epoch e + 1),
     so that a host whose speed drifts over the minutes of a workload slows all of them
-    alike and the ratios stay fair; each runner's first epoch is its warm-up."""
+    alike and the ratios stay fair, with a pause (settle) before each, so that none
+    starts while the previous one's threads still spin; each runner's first epoch is
+    its warm-up."""
     results = []
     for name in workloads:
         w = WORKLOADS[name]
@@ -761,6 +780,7 @@ def run(workloads, threads, quick, with_torch, with_numpy, epochs):
         losses = {}
         for _ in range(epochs + 1):
             for label, _, _ in runners:
+                settle()
                 seconds, losses[label] = next(epochs_of[label])
                 times[label].append(seconds)
                 _dot()

@@ -8,7 +8,7 @@ rows, 1/5 with --quick), with the same parameters and random_state: EPOCHS_PER_F
 epochs per fit (or --epochs if more; tol=0 and n_iter_no_change above the epochs, so no
 fit stops early), one warm-up fit of each first (fastmlp's kernels compile or load
 there), then the two estimators' fits in turn (so that a host whose speed drifts slows
-both alike). s/epoch is the wall time of a whole fit divided by its epochs (median of
+both alike), each after a pause in which the other's BLAS threads stop spinning. s/epoch is the wall time of a whole fit divided by its epochs (median of
 `repeats` fits): what a user waits, including each fit's setup (input checks). Like
 MLPClassifier, FastMLPClassifier evaluates nothing before training (it fits with
 initial_metrics=False).
@@ -29,9 +29,12 @@ PARAMS = dict(hidden_layer_sizes=HIDDEN, solver="sgd", momentum=0.9, nesterovs_m
 def _fit_times(makers, X, y, epochs, repeats):
     """For each (make, threads) in makers: (median s/epoch over `repeats` timed fits,
     the fits' s/epoch, the last fit's final loss). One warm-up fit of each first, then
-    the makers' fits in turn; BLAS limited to the maker's threads while it fits."""
+    the makers' fits in turn, each after a pause (bench.settle); BLAS limited to the
+    maker's threads while it fits."""
     from sklearn.exceptions import ConvergenceWarning
     from threadpoolctl import threadpool_limits
+
+    from .bench import settle
     times = [[] for _ in makers]
     losses = [None for _ in makers]
     with warnings.catch_warnings():
@@ -41,6 +44,7 @@ def _fit_times(makers, X, y, epochs, repeats):
                 make().fit(X[:1000], y[:1000])   # warm-up: compile / load, first touches
         for _ in range(repeats):
             for i, (make, threads) in enumerate(makers):
+                settle()   # the other estimator's BLAS threads stop spinning first
                 with threadpool_limits(threads):
                     est = make()
                     t0 = time.perf_counter()

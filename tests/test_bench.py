@@ -273,8 +273,35 @@ def test_run_interleaves_the_frameworks_epochs(monkeypatch):
     monkeypatch.setattr(bench, "reference_epochs", fake_epochs("numpy", [9.0, 4.0, 6.0, 5.0]))
     monkeypatch.setattr(bench, "make_data", lambda n, d: (np.zeros((n, d), np.float32),
                                                            np.zeros(n, np.int64)))
+    monkeypatch.setattr(bench, "settle", lambda: calls.append("pause"))
     [row] = bench.run(["W2"], 1, quick=False, with_torch=False, with_numpy=True, epochs=3)
-    assert calls == [(label, e) for e in range(4) for label in ("fastmlp", "numpy")]
+    # a pause before every epoch: none starts while the previous framework's threads spin
+    assert calls == [c for e in range(4) for label in ("fastmlp", "numpy")
+                     for c in ("pause", (label, e))]
     assert row["fastmlp"]["epoch_times"] == [1.0, 3.0, 2.0]
     assert row["fastmlp"]["s_per_epoch"] == 2.0 and row["numpy"]["s_per_epoch"] == 5.0
     assert row["speedup_vs_numpy"] == 2.5 and row["fastmlp"]["final_loss"] == 3.0
+
+
+def test_sklearn_fits_each_start_after_a_pause(monkeypatch):
+    """bench_sklearn times the two estimators' fits in turn, each after bench.settle."""
+    pytest.importorskip("sklearn")
+    from fastmlp import bench_sklearn
+    calls = []
+
+    class Fake:
+        def __init__(self, name):
+            self.name = name
+
+        def fit(self, X, y):
+            calls.append((self.name, len(X)))
+            self.loss_curve_ = [0.5]
+            return self
+
+    monkeypatch.setattr(bench, "settle", lambda: calls.append("pause"))
+    X, y = np.zeros((1500, 3), np.float32), np.zeros(1500, np.int64)
+    out = bench_sklearn._fit_times([(lambda: Fake("a"), 1), (lambda: Fake("b"), 1)], X, y,
+                                   epochs=2, repeats=2)
+    warm = [("a", 1000), ("b", 1000)]   # the warm-up fits, on 1000 rows
+    assert calls == warm + ["pause", ("a", 1500), "pause", ("b", 1500)] * 2
+    assert [len(times) for _, times, _ in out] == [2, 2]
