@@ -146,8 +146,10 @@ def settle():
     sgemm ran its first 120 updates at 671-1026 us each, against 343-354 us after a
     0.5 s pause and 322-513 us after a 1-thread sgemm; PyTorch's W2 epoch of 120
     updates took 0.149-0.220 s right after such an sgemm and 0.100-0.154 s after a
-    0.3 s pause (5 pairs). Interleaved epochs would otherwise charge each framework for
-    the spinning threads of the one timed before it."""
+    0.3 s pause (5 pairs). Without it, the bench would charge a framework for the
+    spinning threads of the one timed before it: PyTorch after the numpy reference,
+    fastmlp after MLPClassifier (a fastmlp epoch right after PyTorch's was not slowed,
+    6 pairs)."""
     time.sleep(SETTLE_S)
 
 
