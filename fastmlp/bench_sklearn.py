@@ -8,10 +8,10 @@ rows, 1/5 with --quick), with the same parameters and random_state: EPOCHS_PER_F
 epochs per fit (or --epochs if more; tol=0 and n_iter_no_change above the epochs, so no
 fit stops early), one warm-up fit of each first (fastmlp's kernels compile or load
 there), then the two estimators' fits in turn (so that a host whose speed drifts slows
-both alike), each after a pause in which the other's BLAS threads stop spinning. s/epoch is the wall time of a whole fit divided by its epochs (median of
-`repeats` fits): what a user waits, including each fit's setup (input checks). Like
-MLPClassifier, FastMLPClassifier evaluates nothing before training (it fits with
-initial_metrics=False).
+both alike), each after a pause in which the other's BLAS threads stop spinning. s/epoch
+is the wall time of a whole fit divided by its epochs (median of `repeats` fits): what a
+user waits, including each fit's setup (input checks). Like MLPClassifier,
+FastMLPClassifier evaluates nothing before training (it fits with initial_metrics=False).
 scikit-learn's BLAS and fastmlp both get `threads` threads.
 Target: fastmlp at least 3x faster.
 """

@@ -71,3 +71,18 @@ def python_callable(kernel):
         return kernel(*args)
 
     return call
+
+
+def record_calls(monkeypatch, owner, name):
+    """Wrap method `name` of class `owner` (for the test's duration, by monkeypatch) so
+    that each call still runs and appends its positional arguments, self left out, to
+    the list returned."""
+    calls = []
+    real = getattr(owner, name)
+
+    def spy(self, *args, **kwargs):
+        calls.append(args)
+        return real(self, *args, **kwargs)
+
+    monkeypatch.setattr(owner, name, spy)
+    return calls

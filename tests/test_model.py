@@ -15,7 +15,7 @@ import pytest
 
 import fastmlp as fm
 from fastmlp import reference as ref
-from _helpers import centred_differences, check_summary, perturbed_problem
+from _helpers import centred_differences, check_summary, perturbed_problem, record_calls
 
 N, D, K = 20, 10, 4
 
@@ -537,22 +537,15 @@ def test_initial_metrics_false_skips_the_pass_before_training(monkeypatch):
     run), history.initial stays empty, and training gives the same bits."""
     X, y = _fit_data(n=30)
     Xv, yv = _fit_data(n=11, seed=9)
+    calls = record_calls(monkeypatch, fm.Sequential, "_metrics")
     runs = {}
     for flag in (True, False):
         model = fm.Sequential(_small_net(), dtype=np.float64, seed=5)
-        calls = []
-        real = fm.Sequential._metrics
-
-        def spy(self, *args, **kwargs):
-            calls.append(args)
-            return real(self, *args, **kwargs)
-
-        monkeypatch.setattr(fm.Sequential, "_metrics", spy)
+        before = len(calls)
         hist = model.fit(X, y, epochs=2, batch_size=10, optimizer=fm.Adam(0.01),
                          validation_data=(Xv, yv), verbose=0, n_threads=1,
                          initial_metrics=flag)
-        monkeypatch.setattr(fm.Sequential, "_metrics", real)
-        runs[flag] = (model.get_weights(), hist, len(calls))
+        runs[flag] = (model.get_weights(), hist, len(calls) - before)
     assert runs[True][2] == 1 and "val_loss" in runs[True][1].initial
     assert runs[False][2] == 0 and runs[False][1].initial == {}
     assert runs[False][1].history == {k: v for k, v in runs[True][1].history.items()

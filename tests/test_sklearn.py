@@ -16,6 +16,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
 from fastmlp.sklearn import FastMLPClassifier, FastMLPRegressor  # noqa: E402
+from _helpers import record_calls  # noqa: E402
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -142,14 +143,7 @@ def test_fit_and_partial_fit_evaluate_nothing_before_training(monkeypatch):
     a loop would otherwise pay a third of an epoch per call."""
     import fastmlp as fm
     X, y = _data()
-    calls = []
-    real = fm.Sequential._metrics
-
-    def spy(self, *args, **kwargs):
-        calls.append(args)
-        return real(self, *args, **kwargs)
-
-    monkeypatch.setattr(fm.Sequential, "_metrics", spy)
+    calls = record_calls(monkeypatch, fm.Sequential, "_metrics")
     est = FastMLPClassifier(hidden_layer_sizes=(6,), max_iter=2, random_state=0).fit(X, y)
     est.partial_fit(X, y)
     FastMLPRegressor(hidden_layer_sizes=(6,), max_iter=2, random_state=0).fit(X, X[:, 0])
