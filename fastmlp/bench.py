@@ -82,6 +82,7 @@ RATIO_TARGETS = {"W1": {"torch": 3.0, "numpy": 4.0}, "W2": {"torch": 2.5},
 SGEMM_FRACTION_TARGET = {"W3-b256": 0.60}
 COLD_FIT_TARGET_S = 20.0
 CONTENDED_TOLERANCE = 0.10   # --contended: default threads at most 10% slower than 1
+CONTENDED_ROUNDS = 4         # --contended: fits per setting, alternating (contended_compare)
 WARM_START_TARGET_S = 1.0
 OVERHEAD_TARGET_MB = 300
 MB = 1e6
@@ -578,11 +579,17 @@ def threads_compare(n_samples, epochs, counts=(1, 2), workload="W3-b256"):
 _BUSY_SCRIPT = "while True:\n    pass\n"
 
 
-def contended_compare(n_samples, epochs, workloads=("W2", "W3-b256")):
+def contended_compare(n_samples, epochs, workloads=("W2", "W3-b256"), rounds=None):
     """With another process keeping one core busy: fastmlp s/epoch of each workload
     (n_samples) at the default thread count and at 1 thread, and their ratio (target:
-    the default at most CONTENDED_TOLERANCE slower)."""
+    the default at most CONTENDED_TOLERANCE slower).
+
+    Each setting is timed in `rounds` fits (default CONTENDED_ROUNDS) of a warm-up epoch
+    plus `epochs`, the two settings' fits alternating in ABBA order (default, 1, 1,
+    default, ...), so that a drift of the host's speed over the comparison weighs on
+    both alike; s/epoch is the median over all of a setting's timed epochs."""
     import fastmlp as fm
+    rounds = CONTENDED_ROUNDS if rounds is None else rounds
     busy = subprocess.Popen([sys.executable, "-c", _BUSY_SCRIPT])
     default = fm.get_num_threads()
     rows = []
@@ -591,21 +598,27 @@ def contended_compare(n_samples, epochs, workloads=("W2", "W3-b256")):
         for name in workloads:
             w = with_samples(WORKLOADS[name], n_samples)
             X, y = make_data(n_samples, w[4])
-            t_default = statistics.median(time_fastmlp(w, X, y, epochs, None)[0])
-            t_one = statistics.median(time_fastmlp(w, X, y, epochs, 1)[0])
+            times = {None: [], 1: []}
+            for r in range(rounds):
+                for threads in ((None, 1) if r % 2 == 0 else (1, None)):
+                    times[threads] += time_fastmlp(w, X, y, epochs, threads)[0]
+            t_default, t_one = (statistics.median(times[k]) for k in (None, 1))
             rows.append({"workload": name, "description": DESCRIPTIONS[name],
                          "default_threads": default, "s_per_epoch_default": t_default,
-                         "s_per_epoch_1": t_one, "ratio": t_default / t_one,
+                         "s_per_epoch_1": t_one, "epoch_times_default": times[None],
+                         "epoch_times_1": times[1], "ratio": t_default / t_one,
                          "met": t_default <= (1 + CONTENDED_TOLERANCE) * t_one})
     finally:
         busy.kill()
         busy.wait()
-    return {"n_samples": n_samples, "runs": rows, "met": all(r["met"] for r in rows)}
+    return {"n_samples": n_samples, "rounds": rounds, "runs": rows,
+            "met": all(r["met"] for r in rows)}
 
 
 def format_contended(cc, busy=False):
     """One line per workload: default vs 1 thread under load, and the verdict."""
-    lines = [f"contended (another process keeps a core busy), n={cc['n_samples']}:"]
+    lines = [f"contended (another process keeps a core busy), n={cc['n_samples']}, "
+             f"{cc.get('rounds', 1)} fits per setting:"]
     for r in cc["runs"]:
         lines.append(f"  {r['workload']}: {r['default_threads']} threads (default) "
                      f"{r['s_per_epoch_default']:.3f} s/epoch, 1 thread {r['s_per_epoch_1']:.3f}"

@@ -305,3 +305,26 @@ def test_sklearn_fits_each_start_after_a_pause(monkeypatch):
     warm = [("a", 1000), ("b", 1000)]   # the warm-up fits, on 1000 rows
     assert calls == warm + ["pause", ("a", 1500), "pause", ("b", 1500)] * 2
     assert [len(times) for _, times, _ in out] == [2, 2]
+
+
+def test_contended_compare_alternates_the_settings_fits(monkeypatch):
+    """The default and the 1-thread fits alternate in ABBA order, and each setting's
+    s/epoch is the median over the timed epochs of all its fits."""
+    calls = []
+    epoch_times = {None: iter([[5.0, 1.0], [2.0, 9.0]]), 1: iter([[4.0, 4.0], [1.0, 2.0]])}
+
+    def fake_time_fastmlp(w, X, y, epochs, threads):
+        calls.append(threads)
+        return next(epoch_times[threads]), 0.0
+
+    monkeypatch.setattr(bench, "time_fastmlp", fake_time_fastmlp)
+    monkeypatch.setattr(bench, "make_data", lambda n, d: (np.zeros((n, d), np.float32),
+                                                           np.zeros(n, np.int64)))
+    monkeypatch.setattr(bench, "_BUSY_SCRIPT", "import time\ntime.sleep(60)\n")
+    cc = bench.contended_compare(64, 2, workloads=("W2",), rounds=2)
+    assert calls == [None, 1, 1, None]
+    [row] = cc["runs"]
+    assert row["epoch_times_default"] == [5.0, 1.0, 2.0, 9.0]
+    assert row["s_per_epoch_default"] == 3.5 and row["s_per_epoch_1"] == 3.0
+    assert row["ratio"] == pytest.approx(3.5 / 3.0) and not row["met"]
+    assert cc["rounds"] == 2 and "2 fits per setting" in bench.format_contended(cc)
