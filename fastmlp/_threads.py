@@ -149,11 +149,17 @@ class ThreadChooser:
         return self.best(), n_steps
 
     def record(self, threads, seconds, n_steps):
-        """A call of n_steps updates on `threads` threads took `seconds`."""
-        if not self.adaptive or n_steps <= 0:
+        """A call of n_steps updates on `threads` threads took `seconds` (kept also
+        when the count is fixed: seconds_per_step sizes the calls)."""
+        if n_steps <= 0:
             return
         tried_slower = bool(self.per_step) and threads != self.best()
         t = seconds / n_steps
         old = self.per_step.get(threads)
         self.per_step[threads] = t if old is None else 0.5 * (old + t)
         self.since_probe = 0.0 if tried_slower else self.since_probe + seconds
+
+    def seconds_per_step(self):
+        """Measured seconds per update of the choice that calls run on (None before
+        the first call)."""
+        return self.per_step[self.best()] if self.per_step else None

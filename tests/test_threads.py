@@ -174,6 +174,45 @@ def test_thread_chooser_tries_the_slower_choice_within_its_budget():
     assert abs(calls - _threads.ThreadChooser.PROBE_BUDGET * 60e-3 / 6e-3) <= 1   # rounding
 
 
+def test_thread_chooser_reports_the_speed_of_the_choice_in_use():
+    for c in (_threads.ThreadChooser(2), _threads.ThreadChooser(2, adaptive=False)):
+        assert c.seconds_per_step() is None
+        _measured(c, 2, 4e-3, 5)
+        assert c.seconds_per_step() == pytest.approx(4e-3)
+    c = _threads.ThreadChooser(2)
+    _measured(c, 2, 4e-3, 5)
+    _measured(c, 1, 1e-3, 1)
+    assert c.seconds_per_step() == pytest.approx(1e-3)
+
+
+@pytest.mark.parametrize("n_threads, verbose", [(None, 0), (1, 1)])
+def test_short_calls_are_merged_up_to_the_minimum_call_time(monkeypatch, n_threads, verbose):
+    """A fit with ~20 calls per epoch (the thread count following the load, or the
+    progress bar) makes each call last at least MIN_CALL_S: with a huge minimum, the
+    calls after the first measured one run the rest of the epoch; with none, ~20."""
+    from fastmlp import training
+    X, y = _data(n=480)
+    sizes = []
+    original = training.EpochRunner.run_steps
+
+    def spy(self, order, first_step, k):
+        out = original(self, order, first_step, k)
+        sizes.append(out[1])
+        return out
+
+    monkeypatch.setattr(_threads, "_default_threads", 2)
+    monkeypatch.setattr(training.EpochRunner, "run_steps", spy)
+    for min_call_s, most_calls in ((1e3, 3), (0.0, None)):
+        monkeypatch.setattr(training, "MIN_CALL_S", min_call_s)
+        sizes.clear()
+        _rich_model().fit(X, y, epochs=2, batch_size=4, verbose=verbose, n_threads=n_threads)
+        assert sum(sizes) == 2 * 120
+        if most_calls is None:   # steps_per_epoch // 20 a call, the thread tries aside
+            assert max(sizes) == 6 and len(sizes) >= 40
+        else:
+            assert len(sizes) <= 2 * most_calls and max(sizes) >= 100
+
+
 def test_thread_chooser_is_off_for_one_thread_and_explicit_counts():
     assert _threads.ThreadChooser(1).plan(7) == (1, 7)
     assert _threads.ThreadChooser(2, adaptive=False).plan(7) == (2, 7)
