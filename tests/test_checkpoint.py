@@ -74,8 +74,9 @@ def _optimizer():
 
 
 def _fit(model, epochs, **kw):
-    # n_threads left at the default: ~one compiled call per update at 8 updates an epoch,
-    # so an interruption can land inside an epoch
+    # n_threads left at the default: ~one compiled call per update at 8 updates an epoch
+    # (with short calls not merged: _signal_after), so an interruption can land inside
+    # an epoch
     return model.fit(*_data(), epochs=epochs, batch_size=16, verbose=0, **kw)
 
 
@@ -99,9 +100,11 @@ def _straight():
 
 
 def _signal_after(monkeypatch, n_calls, signum=signal.SIGINT):
-    """Send `signum` to this process once the n_calls-th compiled call of training ran."""
+    """Send `signum` to this process once the n_calls-th compiled call of training ran.
+    Calls are not merged up to training.MIN_CALL_S: one update each (see _fit)."""
     from fastmlp import training
     original = training.EpochRunner.run_steps
+    monkeypatch.setattr(training, "MIN_CALL_S", 0.0)
     calls = [0]
 
     def run_steps(self, *args):
