@@ -118,18 +118,25 @@ class ThreadChooser:
     busy, a W2 update took 60 ms on 2 threads against 0.6 ms on 1.
 
     Seconds per update of each choice are measured (an average of the last calls):
-    one update on all threads, one on a single thread, then calls on the faster. The
-    slower one is tried again for one update once the calls since the last try have
-    taken PROBE_BUDGET times what that update cost, so tries cost at most about
-    1 / PROBE_BUDGET of the time (and a change of load is noticed later when it does).
+    updates on all threads, then on a single thread, then calls on the faster. The
+    first call of each choice is a warm-up and is not counted: it pays what happens
+    once (loading the compiled kernels, starting threads; measured: the first W2
+    update of a fresh process took 336 ms on 2 threads against 0.6 ms per update
+    after, and that figure kept the fit on 1 thread). The slower choice is tried
+    again for one update once the calls since the last try have taken PROBE_BUDGET
+    times what that update cost, and at least every MAX_PROBE_GAP_S seconds, so tries
+    cost at most about 1 / PROBE_BUDGET of the time (and a change of load is noticed
+    later when it does).
     """
 
     PROBE_BUDGET = 50
+    MAX_PROBE_GAP_S = 5.0
 
     def __init__(self, n_threads, adaptive=True):
         self.n_threads = n_threads
         self.adaptive = adaptive and n_threads > 1
         self.per_step = {}        # threads -> seconds per update
+        self.warmed_up = set()    # thread counts whose first call ran (not counted)
         self.since_probe = 0.0    # seconds of calls since the slower choice was last tried
 
     def best(self):
@@ -144,14 +151,19 @@ class ThreadChooser:
             if candidate not in self.per_step:
                 return candidate, 1
         other = 1 if self.best() == self.n_threads else self.n_threads
-        if self.since_probe >= self.PROBE_BUDGET * self.per_step[other]:
+        if self.since_probe >= min(self.PROBE_BUDGET * self.per_step[other],
+                                   self.MAX_PROBE_GAP_S):
             return other, 1
         return self.best(), n_steps
 
     def record(self, threads, seconds, n_steps):
         """A call of n_steps updates on `threads` threads took `seconds` (kept also
-        when the count is fixed: seconds_per_step sizes the calls)."""
+        when the count is fixed: seconds_per_step sizes the calls); the first call
+        of each count is a warm-up, not counted."""
         if n_steps <= 0:
+            return
+        if threads not in self.warmed_up:
+            self.warmed_up.add(threads)
             return
         tried_slower = bool(self.per_step) and threads != self.best()
         t = seconds / n_steps
