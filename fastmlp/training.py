@@ -47,13 +47,13 @@ class StopFlag:
         return False
 
 
-# what DivergenceError says for each of run_batches' stop reasons
 # a compiled call of a fit with ~20 calls per epoch (progress bar, or the thread count
 # following the load) runs at least about this long (EpochRunner.call_steps): short
 # enough for the progress bar, Ctrl-C and a change of load, long enough that the cost
 # of a call stays under 1%
 MIN_CALL_S = 0.05
 
+# what DivergenceError says for each of run_batches' stop reasons
 STOP_MESSAGES = {
     L.STOP_LOSS: "the loss became NaN or inf",
     L.STOP_BN: "a batch-norm running mean or variance became NaN or inf",
@@ -115,7 +115,8 @@ class EpochRunner:
 
     def call_steps(self, chunk):
         """Updates for the next compiled call: `chunk`, or as many as take about
-        MIN_CALL_S at the measured speed when that is more. A call costs about 0.2 ms
+        MIN_CALL_S at the seconds per update measured on the thread count in use,
+        when that is more. A call costs about 0.2 ms
         besides its updates (Python, dispatch, the thread choice, the progress bar):
         measured on W2 with 10,000 rows, 20 calls per epoch took 0.0643 s/epoch
         against 0.0585 for one call (fresh fits, 3 rounds)."""
