@@ -212,10 +212,10 @@ def test_thread_chooser_reports_the_speed_of_the_choice_in_use():
     assert c.seconds_per_step() == pytest.approx(1e-3)
 
 
-@pytest.mark.parametrize("n_threads, verbose", [(None, 0), (1, 1)])
+@pytest.mark.parametrize("n_threads, verbose", [(None, 0), (1, 1), (2, 0)])
 def test_short_calls_are_merged_up_to_the_minimum_call_time(monkeypatch, n_threads, verbose):
-    """A fit with ~20 calls per epoch (the thread count following the load, or the
-    progress bar) makes each call last at least MIN_CALL_S: with a huge minimum, the
+    """A fit runs ~20 calls per epoch (the thread choice, the progress bar and Ctrl-C
+    act between them), each lasting at least MIN_CALL_S: with a huge minimum, the
     calls after the first measured ones (a warm-up and a measured update per thread
     count, see ThreadChooser) run the rest of the epoch; with none, ~20 an epoch."""
     from fastmlp import training
