@@ -217,7 +217,8 @@ def test_short_calls_are_merged_up_to_the_minimum_call_time(monkeypatch, n_threa
     """A fit runs ~20 calls per epoch (the thread choice, the progress bar and Ctrl-C
     act between them), each lasting at least MIN_CALL_S: with a huge minimum, the
     calls after the first measured ones (a warm-up and a measured update per thread
-    count, see ThreadChooser) run the rest of the epoch; with none, ~20 an epoch."""
+    count, see ThreadChooser) double in length up to the rest of the epoch; with
+    none, ~20 an epoch."""
     from fastmlp import training
     X, y = _data(n=480)
     sizes = []
@@ -230,7 +231,7 @@ def test_short_calls_are_merged_up_to_the_minimum_call_time(monkeypatch, n_threa
 
     monkeypatch.setattr(_threads, "_default_threads", 2)
     monkeypatch.setattr(training.EpochRunner, "run_steps", spy)
-    for min_call_s, most_calls in ((1e3, 8), (0.0, None)):
+    for min_call_s, most_calls in ((1e3, 20), (0.0, None)):
         monkeypatch.setattr(training, "MIN_CALL_S", min_call_s)
         sizes.clear()
         _rich_model().fit(X, y, epochs=2, batch_size=4, verbose=verbose, n_threads=n_threads)
@@ -238,7 +239,29 @@ def test_short_calls_are_merged_up_to_the_minimum_call_time(monkeypatch, n_threa
         if most_calls is None:   # steps_per_epoch // 20 a call, the thread tries aside
             assert max(sizes) == 6 and len(sizes) >= 40
         else:
-            assert len(sizes) <= most_calls and max(sizes) >= 100
+            assert len(sizes) <= most_calls and max(sizes) >= 48
+
+
+def test_calls_grow_while_the_count_in_use_stays_the_faster(monkeypatch):
+    """EpochRunner.call_steps: one chunk, then twice as many updates each call up to
+    MIN_CALL_S's worth; back to one chunk when the other count becomes the faster."""
+    from types import SimpleNamespace
+    from fastmlp import training
+    monkeypatch.setattr(training, "MIN_CALL_S", 0.05)
+    c = _threads.ThreadChooser(2)
+    runner = SimpleNamespace(threads=c, merged_for=None, merge=1, steps_per_epoch=1000)
+
+    def lengths(n):
+        return [training.EpochRunner.call_steps(runner, 5) for _ in range(n)]
+
+    assert lengths(2) == [5, 5]                  # nothing measured yet
+    _warmed_up(c, 2, 1)
+    _measured(c, 2, 1e-4, 1)                     # 500 updates in 0.05 s
+    _measured(c, 1, 1e-3, 1)
+    assert lengths(9) == [5, 10, 20, 40, 80, 160, 320, 500, 500]
+    for _ in range(3):
+        _measured(c, 2, 5e-3, 10)                # two threads became slow
+    assert c.best() == 1 and lengths(4) == [5, 10, 20, 40]
 
 
 def test_thread_chooser_is_off_for_one_thread_and_explicit_counts():
