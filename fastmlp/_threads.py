@@ -116,7 +116,8 @@ class ThreadChooser:
     win. With another job on a core, the thread that shares it waits a time slice to
     be woken, and every parallel loop waits for it: measured on 2 cores with one
     busy, a W2 update took 60 ms on 2 threads against 0.6 ms on 1 with the spinning
-    thread team fastmlp had before, and 0.56-4.4 ms on 2 threads on OpenMP.
+    thread team fastmlp had before, and anywhere from 0.33 to 50 ms on 2 threads on
+    OpenMP, from one call to the next.
 
     Seconds per update of each choice are measured (an average of the last calls):
     updates on all threads, then on a single thread, then calls on the faster. The

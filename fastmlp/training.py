@@ -47,9 +47,9 @@ class StopFlag:
         return False
 
 
-# a fit runs ~20 compiled calls per epoch, each at least about this long
-# (EpochRunner.call_steps): short enough for the progress bar, Ctrl-C and a change of
-# load, long enough that the cost of a call stays under 1%
+# a fit's compiled calls run 1/20 of an epoch each at first, and grow up to about this
+# long (EpochRunner.call_steps): short enough for the progress bar, Ctrl-C and a change
+# of load, long enough that the cost of a call stays under 1%
 MIN_CALL_S = 0.05
 
 # what DivergenceError says for each of run_batches' stop reasons
@@ -326,8 +326,8 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
     start = run.resume_point(shuffle, seed)
     remaining = (max(epochs * run.steps_per_epoch - start, 0) if total_updates is None
                  else total_updates)
-    # ~20 compiled calls per epoch, each of at least MIN_CALL_S: the progress bar, Ctrl-C
-    # and the thread choice (when the count follows the load) act between calls
+    # compiled calls of 1/20 of an epoch, growing up to MIN_CALL_S: the progress bar,
+    # Ctrl-C and the thread choice (when the count follows the load) act between calls
     chunk = max(1, run.steps_per_epoch // 20)
     progress = Progress(verbose, -(-remaining // run.steps_per_epoch))
     model.stop_training = False
