@@ -111,22 +111,25 @@ class EpochRunner:
         self.aug = augment.hyper(X) if augment is not None else None
         model._switches = self.switches = plan.switches(opt, self.seg, augment is not None)
         self._no_outputs = np.zeros((0, 0), model.dtype)
+        self.chunk = max(1, self.steps_per_epoch // 20)   # a compiled call's first length
         self.merged_for = None    # the thread count whose calls call_steps lengthens ...
         self.merge = 1            # ... and by how many chunks the next one runs
 
-    def call_steps(self, chunk):
-        """Updates for the next compiled call: `chunk`, or as many as take about
-        MIN_CALL_S at the seconds per update measured on the thread count in use,
-        when that is more. A call costs about 0.2 ms besides its updates (Python,
-        dispatch, the thread choice, the progress bar): measured on W2 with 10,000
-        rows, 20 calls per epoch took 0.0643 s/epoch against 0.0585 for one call
-        (fits in turn, 3 rounds).
+    def call_steps(self):
+        """Updates for the next compiled call: self.chunk (1/20 of an epoch) times a
+        growing factor, capped at what takes about MIN_CALL_S at the seconds per
+        update measured on the thread count in use, and never under self.chunk. A
+        call costs about 0.2 ms besides its updates (Python, dispatch, the thread
+        choice, the progress bar): measured on W2 with 10,000 rows, 20 calls per
+        epoch took 0.0643 s/epoch against 0.0585 for one call (fits in turn, 3
+        rounds).
 
-        The length grows from one chunk, doubling with each call while the count in
-        use stays the faster one, so that a choice made on one lucky update costs a
+        The factor starts at 1 and doubles with each call while the count in use
+        stays the faster one, so that a choice made on one lucky update costs a
         short call: with one core busy, a W2 update on 2 threads measured 0.33 ms,
         and the 96-update call that followed ran at 1.94 ms per update."""
         per_step = self.threads.seconds_per_step()
+        chunk = self.chunk
         if per_step is None or per_step <= 0:
             return chunk
         best = self.threads.best()
@@ -172,9 +175,10 @@ class EpochRunner:
                 raise RuntimeError("fastmlp: replaying finite updates diverged")
             s += ran
 
-    def run_epoch(self, order, start, n_steps, chunk, progress, stop, history, epoch):
-        """Up to n_steps updates from step `start` of the epoch, in compiled chunks of
-        `chunk`; returns the number done.
+    def run_epoch(self, order, start, n_steps, progress, stop, history, epoch):
+        """Up to n_steps updates from step `start` of the epoch, in compiled calls of
+        call_steps() updates (the progress bar, Ctrl-C and the thread choice act
+        between them); returns the number done.
 
         Stops early when Ctrl-C was pressed. Raises DivergenceError when a step meets a
         NaN or inf (see diverged), with the model rewound to the last state that gave
@@ -187,7 +191,7 @@ class EpochRunner:
         failure = None   # (bad step, stop reason, after) for diverged
         try:
             while done < n_steps and not stop.requested:
-                k = min(self.call_steps(chunk), n_steps - done)
+                k = min(self.call_steps(), n_steps - done)
                 ran, k, reason = self.run_steps(order, start + done, k)
                 done += ran
                 progress.update(ran, loss=(float(np.mean(self.step_loss[start:start + done]))
@@ -326,9 +330,6 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
     start = run.resume_point(shuffle, seed)
     remaining = (max(epochs * run.steps_per_epoch - start, 0) if total_updates is None
                  else total_updates)
-    # compiled calls of 1/20 of an epoch, growing up to MIN_CALL_S: the progress bar,
-    # Ctrl-C and the thread choice (when the count follows the load) act between calls
-    chunk = max(1, run.steps_per_epoch // 20)
     progress = Progress(verbose, -(-remaining // run.steps_per_epoch))
     model.stop_training = False
     for cb in callbacks:
@@ -345,8 +346,7 @@ def train(model, data, val, epochs, batch_size, shuffle, seed, verbose, n_thread
                 progress.epoch_begin(todo)
                 step_before = model.step
                 try:
-                    done = run.run_epoch(order, start, todo, chunk, progress, stop, history,
-                                         epoch)
+                    done = run.run_epoch(order, start, todo, progress, stop, history, epoch)
                 except DivergenceError:
                     if model.step > step_before:  # the updates before the failing one count
                         run.keep_partial(start + model.step - step_before, shuffle, seed)

@@ -19,7 +19,7 @@ SCRIPT = textwrap.dedent("""
     # one compiled call per epoch: each call unboxes its array arguments, which Numba
     # counts as allocations, and fit sizes its calls by time; an explicit thread count
     # makes no 1-update calls to choose threads
-    fm.training.EpochRunner.call_steps = lambda self, chunk: self.steps_per_epoch
+    fm.training.EpochRunner.call_steps = lambda self: self.steps_per_epoch
     counts = []
     for batch in (256, 16):   # 8 vs 128 updates in the single compiled call of each epoch
         s0 = rtsys.get_allocation_stats()

@@ -171,15 +171,22 @@ def test_thread_chooser_measures_both_then_runs_the_faster():
     assert c.best() == 1 and c.plan(10) == (1, 10)
 
 
+def _calls_before_a_try(chooser, per_step, n_steps):
+    """One-thread calls of n_steps updates at per_step s each that the chooser runs
+    before it tries two threads again (its next plan, asserted by the caller)."""
+    calls = 0
+    while chooser.plan(n_steps) == (1, n_steps):
+        _measured(chooser, 1, per_step, n_steps)
+        calls += 1
+    return calls
+
+
 def test_thread_chooser_tries_the_slower_choice_within_its_budget():
     c = _threads.ThreadChooser(2)
     _warmed_up(c, 2, 1)
     _measured(c, 2, 60e-3, 1)            # a busy host: 100x slower on two threads
     _measured(c, 1, 0.6e-3, 1)
-    calls = 0
-    while c.plan(10) == (1, 10):
-        _measured(c, 1, 0.6e-3, 10)
-        calls += 1
+    calls = _calls_before_a_try(c, 0.6e-3, 10)
     # one try of two threads costs 60 ms: it waits for 50 x that of one-thread calls
     assert c.plan(10) == (2, 1)
     assert abs(calls - _threads.ThreadChooser.PROBE_BUDGET * 60e-3 / 6e-3) <= 1   # rounding
@@ -191,10 +198,7 @@ def test_thread_chooser_tries_again_within_the_longest_gap():
     _warmed_up(c, 2, 1)
     _measured(c, 2, 1.0, 1)
     _measured(c, 1, 1e-3, 1)
-    calls = 0
-    while c.plan(100) == (1, 100):
-        _measured(c, 1, 1e-3, 100)
-        calls += 1
+    calls = _calls_before_a_try(c, 1e-3, 100)
     assert c.plan(100) == (2, 1)
     assert abs(calls - _threads.ThreadChooser.MAX_PROBE_GAP_S / 0.1) <= 1   # rounding
 
@@ -249,10 +253,10 @@ def test_calls_grow_while_the_count_in_use_stays_the_faster(monkeypatch):
     from fastmlp import training
     monkeypatch.setattr(training, "MIN_CALL_S", 0.05)
     c = _threads.ThreadChooser(2)
-    runner = SimpleNamespace(threads=c, merged_for=None, merge=1, steps_per_epoch=1000)
+    runner = SimpleNamespace(threads=c, chunk=5, merged_for=None, merge=1, steps_per_epoch=1000)
 
     def lengths(n):
-        return [training.EpochRunner.call_steps(runner, 5) for _ in range(n)]
+        return [training.EpochRunner.call_steps(runner) for _ in range(n)]
 
     assert lengths(2) == [5, 5]                  # nothing measured yet
     _warmed_up(c, 2, 1)
